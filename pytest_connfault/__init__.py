@@ -1,0 +1,45 @@
+"""pytest-connfault: connection-drop fault injection for HTTP clients.
+
+An in-process HTTP/1.1 server (h11 on anyio, asyncio or trio) that resets, closes, half-closes or
+stalls keep-alive connections on command or at a chosen moment of a request, remembers every
+connection and request in a ledger, and ships as a pytest plugin: the ``connfault_server`` fixtures,
+the ``@pytest.mark.connfault`` marker, and ``pytest --connfault``.
+"""
+
+from __future__ import annotations
+
+from ._errors import ConnfaultError as ConnfaultError
+from ._errors import FaultNotFired as FaultNotFired
+from ._errors import FaultSpecError as FaultSpecError
+from ._errors import ServerError as ServerError
+from ._faults import KINDS as KINDS
+from ._faults import MOMENTS as MOMENTS
+from ._faults import Fault as Fault
+from ._faults import FaultFiring as FaultFiring
+from ._faults import FaultHandle as FaultHandle
+from ._ledger import Connection as Connection
+from ._ledger import EndedBy as EndedBy
+from ._ledger import Outcome as Outcome
+from ._ledger import Request as Request
+from ._responses import Response as Response
+from ._server import FaultServer as FaultServer
+from ._server import ServerOptions as ServerOptions
+
+__all__ = (
+    "KINDS",
+    "MOMENTS",
+    "Connection",
+    "ConnfaultError",
+    "EndedBy",
+    "Fault",
+    "FaultFiring",
+    "FaultHandle",
+    "FaultNotFired",
+    "FaultServer",
+    "FaultSpecError",
+    "Outcome",
+    "Request",
+    "Response",
+    "ServerError",
+    "ServerOptions",
+)

@@ -1,0 +1,421 @@
+"""One connection's life on the server: read requests with h11, answer them, fire faults.
+
+A connection lives these moments, each a place where an armed fault may fire::
+
+    on_connect
+    loop:
+        [idle: no bytes for `seconds`]        (only between requests)
+        before_request: first bytes arrived, none read
+        read the request, record it            <- the ledger has it before any reply byte
+        before_response: nothing sent
+        after_headers: head sent
+        mid_body: part of the body sent
+        mark idle, send the last bytes         <- idle from the moment the reply is complete
+        after_response
+        Connection: close? -> FIN and end
+
+The connection is marked idle *before* the final send, under the server's lock, so that a client
+which already holds its response and calls ``server.close_idle()`` always finds it idle.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import h11
+
+from ._faults import FaultFiring, FaultHandle, now
+from ._ledger import ConnectionState, EndedBy, Outcome, Request
+from ._responses import Rendered, Response, handler_error_response, render
+from ._wire import Wire, WireClosed
+
+if TYPE_CHECKING:
+    from ._server import ServerCore
+
+#: Faults after which the connection is over.
+_TERMINAL = frozenset({"reset", "close", "garbage", "empty", "truncate"})
+
+
+class ConnectionLoop:
+    """Serves one accepted socket until it ends. Runs as a task on the server's loop thread."""
+
+    def __init__(self, core: ServerCore, state: ConnectionState, wire: Wire) -> None:
+        self.core = core
+        self.state = state
+        self.wire = wire
+        self.h11 = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=core.options.max_header_size
+        )
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _take(self, moment: str, request: Request | None = None, next_index: int | None = None) -> FaultHandle | None:
+        core = self.core
+        with core.lock:
+            if not core.plan.handles:
+                return None
+            if request is not None:
+                return core.plan.take(
+                    moment,
+                    connection=self.state.id,
+                    request=request.index,
+                    request_on_connection=request.index_on_connection,
+                    path=request.path,
+                    method=request.method,
+                )
+            return core.plan.take(
+                moment,
+                connection=self.state.id,
+                request=next_index,
+                request_on_connection=len(self.state.requests) + 1 if next_index is not None else None,
+            )
+
+    def _settle(self, request: Request | None, outcome: Outcome) -> None:
+        """Give a still-pending request its outcome (the caller holds the lock)."""
+        if request is None:
+            return
+        current = self.state.requests[request.index_on_connection - 1]
+        if current.outcome.kind == "pending":
+            self.core.ledger.settle(self.state, current, outcome)
+
+    def _record(self, handle: FaultHandle, request: Request | None, detail: str = "") -> None:
+        """Record a firing (the caller holds the lock and has just put it on the wire)."""
+        fault = handle.fault
+        firing = FaultFiring(
+            kind=fault.kind,
+            at=fault.at,
+            connection_id=self.state.id,
+            request_index=request.index if request is not None else None,
+            fired_at=now(),
+            detail=detail,
+        )
+        self.state.faults.append(firing)
+        if fault.kind in _TERMINAL:
+            self.state.ended_by = EndedBy.SERVER_FAULT
+            self.state.phase = "closed"
+        handle._record(firing)
+
+    def _drop(self, kind: str, handle: FaultHandle, request: Request | None, detail: str = "") -> None:
+        """Carry out an instant drop (reset, close, empty) and record it, under the lock."""
+        with self.core.lock:
+            self._settle(request, Outcome("fault", fault=handle.fault.label))
+            if kind == "reset":
+                self.wire.reset()
+            else:
+                unread = self.wire.fin_close()
+                if unread:
+                    self.state.unread += unread
+                    detail = detail or f"{len(unread)} unread bytes discarded"
+            self._record(handle, request, detail)
+
+    async def _fire(self, handle: FaultHandle, request: Request | None, rendered: Rendered | None = None) -> bool:
+        """Carry out ``handle``'s fault now. Returns True when the connection is over."""
+        fault = handle.fault
+        kind = fault.kind
+        if kind in ("reset", "close", "empty"):
+            self._drop("reset" if kind == "reset" else "close", handle, request)
+            return True
+        if kind == "half_close":
+            with self.core.lock:
+                self._settle(request, Outcome("fault", fault=fault.label))
+                self.wire.half_close()
+                self.state.phase = "half_closed"
+                self._record(handle, request)
+            await self._read_after_half_close(await self.wire.receive())
+            return True
+        if kind == "garbage":
+            await self.wire.send_all(fault.data)
+            self._drop(fault.then, handle, request, f"{len(fault.data)} garbage bytes, then {fault.then}")
+            return True
+        if kind == "truncate":
+            assert rendered is not None
+            keep = len(rendered.body) // 2 if fault.body_bytes is None else min(fault.body_bytes, len(rendered.body))
+            await self.wire.send_all(rendered.head + rendered.body[:keep])
+            self._drop(fault.then, handle, request, f"{keep} of {len(rendered.body)} body bytes, then {fault.then}")
+            return True
+        if kind == "delay":
+            with self.core.lock:
+                self._record(handle, request, f"{fault.seconds} s")
+            await anyio.sleep(fault.seconds or 0.0)
+            return False
+        if kind == "stall":
+            with self.core.lock:
+                previous = self.state.phase
+                self.state.phase = "stalled"
+                release = self.core.release_event
+                self._record(handle, request)
+            await release.wait()
+            with self.core.lock:
+                if self.state.phase == "stalled":
+                    self.state.phase = previous
+            return False
+        raise AssertionError(f"unhandled fault kind {kind!r}")  # pragma: no cover
+
+    async def _read_after_half_close(self, data: bytes) -> None:
+        """After our FIN the server keeps reading, and records what the client still sends.
+
+        ``data`` is what was already read. A request that arrives is recorded as unanswered.
+        """
+        parser: h11.Connection | None = self.h11 if self.h11.their_state is h11.IDLE else None
+        while True:
+            if not data:
+                return
+            if parser is None:
+                with self.core.lock:
+                    self.state.unread += data
+                data = await self.wire.receive()
+                continue
+            try:
+                parser.receive_data(data)
+                while True:
+                    event = parser.next_event()
+                    if event is h11.NEED_DATA:
+                        break
+                    if event is h11.PAUSED or isinstance(event, (h11.ConnectionClosed, h11.EndOfMessage)):
+                        parser = None
+                        break
+                    if isinstance(event, h11.Request):
+                        with self.core.lock:
+                            self.core.ledger.add_request(
+                                self.state,
+                                event.method.decode("ascii", "replace"),
+                                event.target.decode("ascii", "replace"),
+                                _headers(event),
+                                b"",
+                                now(),
+                                outcome=Outcome("unanswered", detail="arrived after the server's FIN"),
+                            )
+            except h11.ProtocolError:
+                parser = None
+            data = await self.wire.receive()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        handle = self._take("on_connect")
+        if handle is not None and await self._fire(handle, None):
+            return
+        try:
+            while True:
+                request = await self._read_request()
+                if request is None:
+                    return
+                if not await self._respond(request):
+                    return
+        except _ConnectionOver:
+            return
+
+    async def _between_requests(self) -> bool:
+        """Before a request's first byte: fire ``idle`` and ``before_request`` faults if armed.
+
+        Returns False when the connection is over.
+        """
+        core = self.core
+        with core.lock:
+            idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
+            before = any(h.fault.at == "before_request" and not h.is_exhausted for h in core.plan.handles)
+        if idle and self.state.requests:
+            seconds = min(h.fault.seconds or 0.0 for h in idle)
+            with anyio.move_on_after(seconds):
+                await self.wire.wait_readable()
+                idle = []
+            if idle:
+                last = self.state.requests[-1]
+                handle = self._take("idle", last)
+                if handle is not None and await self._fire(handle, last):
+                    return False
+        if before:
+            await self.wire.wait_readable()
+            if self.wire.write_shut:
+                return True
+            handle = self._take("before_request", next_index=len(core.ledger.requests) + 1)
+            if handle is not None:
+                with core.lock:
+                    self.state.unread += self.wire.peek()
+                if await self._fire(handle, None):
+                    return False
+        return True
+
+    async def _read_request(self) -> Request | None:
+        """Read one whole request and record it; None when the connection ended instead."""
+        conn = self.h11
+        method = target = ""
+        headers: tuple[tuple[str, str], ...] = ()
+        version = "1.1"
+        body: list[bytes] = []
+        size = 0
+        limit = self.core.options.max_body_size
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._reject(exc.error_status_hint, str(exc), method, target, headers)
+                return None
+            if event is h11.NEED_DATA:
+                at_boundary = conn.their_state is h11.IDLE and not conn.trailing_data[0]
+                if at_boundary and self.core.plan.handles and not await self._between_requests():
+                    return None
+                data = await self.wire.receive()
+                if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
+                    await self._read_after_half_close(data)
+                    return None
+                if at_boundary:
+                    if not data:
+                        self._end(EndedBy.CLIENT_FIN)
+                        return None
+                    with self.core.lock:
+                        self.state.phase = "busy"
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                method = event.method.decode("ascii", "replace")
+                target = event.target.decode("ascii", "replace")
+                headers = _headers(event)
+                version = event.http_version.decode("ascii", "replace")
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if limit is not None and size > limit:
+                    await self._reject(413, f"body over {limit} bytes", method, target, headers)
+                    return None
+                body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                with self.core.lock:
+                    return self.core.ledger.add_request(
+                        self.state, method, target, headers, b"".join(body), now(), version
+                    )
+            elif isinstance(event, h11.ConnectionClosed):
+                self._end(EndedBy.CLIENT_FIN)
+                return None
+
+    async def _reject(self, status: int, reason: str, method: str, target: str, headers: tuple[tuple[str, str], ...]) -> None:
+        """Answer a malformed request (400, 413 or 431) where HTTP allows, record it, and close."""
+        with self.core.lock:
+            self.core.ledger.add_request(
+                self.state, method, target, headers, b"", now(),
+                outcome=Outcome("rejected", status=status, detail=reason),
+            )
+        if self.h11.our_state is h11.SEND_RESPONSE or self.h11.our_state is h11.IDLE:
+            body = f"{status} {reason}\n".encode()
+            data = (
+                f"HTTP/1.1 {status} Bad Request\r\ncontent-type: text/plain\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            ).encode() + body
+            await self.wire.send_all(data)
+        with self.core.lock:
+            self.state.unread += self.wire.fin_close()
+            self._end_locked(EndedBy.SERVER_CLOSE)
+
+    def _end(self, how: EndedBy) -> None:
+        with self.core.lock:
+            self._end_locked(how)
+
+    def _end_locked(self, how: EndedBy) -> None:
+        if self.state.ended_by is None:
+            self.state.ended_by = how
+
+    async def _respond(self, request: Request) -> bool:
+        """Answer ``request`` (or fault instead). Returns False when the connection is over."""
+        core = self.core
+        drip: FaultHandle | None = None
+        handle = self._take("before_response", request)
+        if handle is not None:
+            if handle.fault.kind == "drip":
+                drip = handle
+            elif handle.fault.kind != "truncate" and await self._fire(handle, request):
+                return False
+        rendered = render(self.h11, self._resolve(request))
+        if handle is not None and handle.fault.kind == "truncate":
+            return not await self._fire(handle, request, rendered)
+        data = rendered.wire
+        if core.plan.handles and drip is None:
+            handle = self._take("after_headers", request)
+            if handle is not None:
+                await self.wire.send_all(rendered.head)
+                if await self._fire(handle, request, rendered):
+                    return False
+                data = data[len(rendered.head) :]
+            handle = self._take("mid_body", request)
+            if handle is not None:
+                body = rendered.body
+                cut = len(body) // 2 if handle.fault.body_bytes is None else min(handle.fault.body_bytes, len(body))
+                sent = len(rendered.wire) - len(data)
+                upto = len(rendered.head) + cut - sent
+                await self.wire.send_all(data[:upto])
+                if await self._fire(handle, request, rendered):
+                    return False
+                data = data[upto:]
+        keep_alive = self.h11.our_state is h11.DONE
+        if drip is not None:
+            await self._drip(drip, request, data, rendered.status, keep_alive)
+        else:
+            self._complete(request, rendered.status, keep_alive)
+            await self.wire.send_all(data)
+        pending = self._after_response(request)
+        if pending is not None and await self._fire(pending, request):
+            return False
+        return self._next_cycle()
+
+    def _complete(self, request: Request, status: int, keep_alive: bool) -> None:
+        """Settle the request and mark the connection idle: called right before the last send."""
+        with self.core.lock:
+            self._settle(request, Outcome("responded", status=status))
+            if keep_alive:
+                self.state.phase = "idle"
+
+    async def _drip(self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool) -> None:
+        fault = handle.fault
+        with self.core.lock:
+            self._record(handle, request, f"{fault.chunk_size} bytes every {fault.interval} s")
+        pieces = [data[i : i + fault.chunk_size] for i in range(0, len(data), fault.chunk_size)]
+        for piece in pieces[:-1]:
+            await self.wire.send_all(piece)
+            await anyio.sleep(fault.interval)
+        self._complete(request, status, keep_alive)
+        if pieces:
+            await self.wire.send_all(pieces[-1])
+
+    def _resolve(self, request: Request) -> Response:
+        try:
+            return self.core.routes.resolve(request)
+        except Exception as exc:  # the user's handler failed: a 500, not a dead server
+            response, text = handler_error_response(exc)
+            with self.core.lock:
+                self.core.handler_errors.append(text)
+                self._settle(request, Outcome("handler_error", status=500, detail=text))
+            return response
+
+    def _after_response(self, request: Request) -> FaultHandle | None:
+        """Fire an ``after_response`` drop right behind the response, as a keep-alive timeout does.
+
+        Drops happen here, with no await since the last send; slower faults (half_close, stall,
+        delay, garbage) are returned for the caller to run.
+        """
+        if not self.core.plan.handles:
+            return None
+        handle = self._take("after_response", request)
+        if handle is None:
+            return None
+        kind = handle.fault.kind
+        if kind in ("reset", "close", "empty"):
+            self._drop("reset" if kind == "reset" else "close", handle, request)
+            raise _ConnectionOver
+        return handle
+
+    def _next_cycle(self) -> bool:
+        if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+            with self.core.lock:
+                self.state.unread += self.wire.fin_close()
+                self._end_locked(EndedBy.SERVER_CLOSE)
+            return False
+        self.h11.start_next_cycle()
+        return True
+
+
+class _ConnectionOver(Exception):
+    """Raised where a fault ended the connection deep in a step; the loop ends quietly."""
+
+
+def _headers(event: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers.raw_items()
+    )

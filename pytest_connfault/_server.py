@@ -1,0 +1,452 @@
+"""The fault-injecting HTTP/1.1 server: lifecycle, accept loop, the fire-now commands.
+
+A server is a listening socket plus one task on the process's loop thread for its backend (see
+``_loop.py``). ``start()`` binds and listens in the caller's thread and hands the socket to the loop
+without waiting; ``stop()`` cancels the server's task group and waits until every connection is
+closed. Everything that touches a socket runs on the loop thread, under the server's lock when it
+also changes the ledger, which is what makes the ledger's ordering promises hold.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import anyio
+
+from ._connection import ConnectionLoop
+from ._errors import ConnfaultError, ServerError
+from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
+from ._ledger import Connection, ConnectionState, EndedBy, Ledger, Request
+from ._loop import LoopThread, get_loop
+from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
+from ._wire import Wire
+
+#: How long ``stop()`` and the commands may take before that is an error (they take well under
+#: a millisecond; this only bounds a broken loop).
+COMMAND_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Settings of one server, fixed when it is made."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    backend: str = "asyncio"
+    #: Largest request head (request line and headers); over it: 431. h11's default.
+    max_header_size: int = 16 * 1024
+    #: Largest request body; over it: 413.
+    max_body_size: int | None = 16 * 1024 * 1024
+    #: Cap on the body bytes the ledger keeps per request (None keeps them whole).
+    ledger_body_limit: int | None = None
+    backlog: int = 1024
+
+
+class ServerCore:
+    """The state a server shares with its connection loops (all under ``lock``)."""
+
+    def __init__(self, options: ServerOptions, handler: Handler | None) -> None:
+        self.options = options
+        self.lock = threading.Lock()
+        self.ledger = Ledger(body_limit=options.ledger_body_limit)
+        self.plan = FaultPlan()
+        self.routes = Routes(handler)
+        self.live: dict[int, ConnectionState] = {}
+        self.handler_errors: list[str] = []
+        self.errors: list[str] = []
+        self.release_event: Any = None
+        self.stopping = False
+
+
+class FaultServer:
+    """An in-process HTTP/1.1 server on loopback that drops keep-alive connections on command.
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`; in tests, the
+    ``connfault_server`` fixture gives a started one. All methods are thread-safe.
+
+    Args:
+        host: the address to bind; ``127.0.0.1`` by default. Binding anything but a loopback
+            address exposes the server to the network: it must be asked for explicitly.
+        port: 0 (default) for an ephemeral port.
+        backend: the event loop the server runs on, ``"asyncio"`` or ``"trio"``.
+        handler: called with each :class:`~pytest_connfault.Request` whose path has no canned
+            response; returns a :class:`~pytest_connfault.Response`. It runs on the server's
+            loop thread, so it must not block. An exception becomes a 500 and is recorded.
+        **options: further :class:`ServerOptions` fields (limits).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        backend: str = "asyncio",
+        handler: Handler | None = None,
+        **options: Any,
+    ) -> None:
+        self.options = ServerOptions(host=host, port=port, backend=backend, **options)
+        self._core = ServerCore(self.options, handler)
+        self._loop: LoopThread | None = None
+        self._listener: socket.socket | None = None
+        self._scope: Any = None
+        self._stopped = threading.Event()
+        self._stop_waiters: list[Callable[[], None]] = []
+        self._state = "new"
+        self.started_at = 0.0
+        self.host = host
+        self.port = 0
+
+    def __repr__(self) -> str:
+        with self._core.lock:
+            live = len(self._core.live)
+            idle = sum(1 for c in self._core.live.values() if c.phase == "idle")
+            total = len(self._core.ledger.connections)
+            requests = len(self._core.ledger.requests)
+        return (
+            f"<FaultServer {self.url if self.port else '(not started)'} [{self._state}, "
+            f"{self.options.backend}] connections: {live} open, {idle} idle, {total} total; "
+            f"requests: {requests}>"
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of the running server (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def scheme(self) -> str:
+        """``"http"``."""
+        return "http"
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server has started and not stopped."""
+        return self._state == "running"
+
+    def start(self) -> FaultServer:
+        """Bind, listen, and start serving. Returns the server; it is ready for clients at once."""
+        if self._state != "new":
+            raise ConnfaultError(f"a server can start once; this one is {self._state}")
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.bind((self.host, self.options.port))
+            listener.listen(self.options.backlog)
+            listener.setblocking(False)
+            self._loop = get_loop(self.options.backend)
+        except BaseException:
+            listener.close()
+            raise
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        self.started_at = now()
+        self._state = "running"
+        # The kernel queues connections from here on; the loop starts accepting them soon.
+        self._loop.spawn(self._serve)
+        return self
+
+    def __enter__(self) -> FaultServer:
+        return self.start() if self._state == "new" else self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        core = self._core
+        listener = self._listener
+        assert listener is not None
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                core.release_event = anyio.Event()
+                if core.stopping:
+                    scope.cancel()
+                async with anyio.create_task_group() as tg:
+                    await self._accept_loop(listener, tg)
+        except Exception:  # a bug in the server itself: reported at the fixture's teardown
+            core.errors.append(traceback.format_exc())
+        finally:
+            try:
+                anyio.notify_closing(listener)
+            finally:
+                listener.close()
+                with core.lock:
+                    waiters = list(self._stop_waiters)
+                self._stopped.set()
+                for notify in waiters:
+                    notify()
+
+    def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
+        with self._core.lock:
+            self._stop_waiters.append(notify)
+        return lambda: None
+
+    async def _accept_loop(self, listener: socket.socket, tg: Any) -> None:
+        while True:
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                await anyio.wait_readable(listener)
+                continue
+            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
+                self._core.errors.append(f"accept failed: {exc!r}")
+                await anyio.wait_readable(listener)
+                continue
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tg.start_soon(self._serve_connection, sock, address[1])
+
+    async def _serve_connection(self, sock: socket.socket, client_port: int) -> None:
+        core = self._core
+        wire = Wire(sock)
+        with core.lock:
+            state = core.ledger.open_connection(client_port, now(), tls=False)
+            state.wire = wire
+            core.live[state.id] = state
+        try:
+            await ConnectionLoop(core, state, wire).run()
+        except (ConnectionResetError, BrokenPipeError):
+            with core.lock:
+                if state.ended_by is None:
+                    state.ended_by = EndedBy.CLIENT_RST
+        except OSError as exc:
+            with core.lock:
+                if state.ended_by is None:
+                    state.ended_by = EndedBy.CLIENT_RST
+                    state.unread += f"[{exc!r}]".encode()
+        except Exception:
+            if not wire.closed:
+                core.errors.append(traceback.format_exc())
+        finally:
+            with core.lock:
+                if state.ended_by is None:
+                    state.ended_by = EndedBy.SERVER_SHUTDOWN if core.stopping else EndedBy.SERVER_CLOSE
+                state.closed_at = now()
+                state.phase = "closed"
+                wire.close()
+                core.live.pop(state.id, None)
+
+    def stop(self) -> None:
+        """Stop serving, close every connection (ending stalls), and wait until all is closed.
+
+        Idempotent. Connections still open end with ``ended_by == "server_shutdown"``.
+        """
+        if self._state != "running":
+            return
+        self._state = "stopped"
+        assert self._loop is not None
+        self._loop.call_soon(self._cancel)
+        if not self._stopped.wait(COMMAND_TIMEOUT):
+            raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+
+    async def stop_async(self) -> None:
+        """The awaitable form of :meth:`stop`."""
+        if self._state != "running":
+            return
+        self._state = "stopped"
+        assert self._loop is not None
+        await self._loop.call_async(self._cancel, timeout=COMMAND_TIMEOUT)
+        from ._waiting import wait_for
+
+        if not await wait_for(self._on_stopped, self._stopped.is_set, COMMAND_TIMEOUT):
+            raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+
+    def _cancel(self) -> None:
+        self._core.stopping = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # -- responses ------------------------------------------------------------------------
+
+    def respond(
+        self,
+        path: str,
+        response: Response | None = None,
+        *,
+        status: int = 200,
+        body: BodyLike = b"ok\n",
+        headers: HeadersLike = (),
+        chunked: bool = False,
+        close: bool = False,
+        method: str | None = None,
+    ) -> Response:
+        """Answer requests for ``path`` (optionally only ``method``) with a canned response.
+
+        Either pass a :class:`Response` or its fields. Returns the response set.
+        """
+        if response is None:
+            response = Response(status, body, headers=headers, chunked=chunked, close=close)
+        with self._core.lock:
+            self._core.routes.set(path, response, method)
+        return response
+
+    def set_handler(self, handler: Handler | None) -> None:
+        """Answer requests whose path has no canned response with ``handler(request)``."""
+        with self._core.lock:
+            self._core.routes.handler = handler
+
+    # -- faults armed ahead ---------------------------------------------------------------
+
+    def inject(self, fault: Fault | str, **when: Any) -> FaultHandle:
+        """Arm a fault; it fires when a connection reaches its moment. Returns its handle.
+
+        ``server.inject("reset", at="after_response", request=1)`` is
+        ``server.inject(Fault("reset", at="after_response", request=1))``; see
+        :class:`~pytest_connfault.Fault` for every argument.
+        """
+        if isinstance(fault, str):
+            fault = Fault(fault, **when)
+        elif when:
+            raise ConnfaultError("pass either a Fault or a fault name with its arguments, not both")
+        with self._core.lock:
+            return self._core.plan.arm(fault)
+
+    @property
+    def faults(self) -> list[FaultHandle]:
+        """The handles of every armed fault (the marker's included), in arming order."""
+        with self._core.lock:
+            return list(self._core.plan.handles)
+
+    # -- faults fired now -----------------------------------------------------------------
+
+    def _drop_idle(self, kind: str) -> list[Connection]:
+        """On the loop thread: drop every idle keep-alive connection, under the lock."""
+        core = self._core
+        dropped = []
+        with core.lock:
+            for state in list(core.live.values()):
+                if state.phase != "idle":
+                    continue
+                wire: Wire = state.wire  # type: ignore[assignment]
+                if kind == "reset":
+                    wire.reset()
+                elif kind == "close":
+                    state.unread += wire.fin_close()
+                else:
+                    wire.half_close()
+                state.phase = "half_closed" if kind == "half_close" else "closed"
+                state.ended_by = EndedBy.SERVER_FAULT
+                firing = FaultFiring(kind, "idle", state.id, None, now(), f"server.{kind}_idle()", True)
+                state.faults.append(firing)
+                dropped.append(state.snapshot())
+        return dropped
+
+    def reset_idle(self) -> list[Connection]:
+        """Reset (RST) every idle keep-alive connection now; return their records.
+
+        Returns once the kernel has sent every RST. Idle means: it has answered at least one
+        request and waits for the next, with nothing unread buffered.
+        """
+        return self._command("reset")
+
+    def close_idle(self) -> list[Connection]:
+        """Close (FIN, with no ``Connection: close`` warning) every idle keep-alive connection now."""
+        return self._command("close")
+
+    def half_close_idle(self) -> list[Connection]:
+        """Half-close (send FIN, keep reading) every idle keep-alive connection now."""
+        return self._command("half_close")
+
+    def _command(self, kind: str) -> list[Connection]:
+        self._require_running()
+        assert self._loop is not None
+        return self._loop.call(self._drop_idle, kind, timeout=COMMAND_TIMEOUT)
+
+    async def reset_idle_async(self) -> list[Connection]:
+        """The awaitable form of :meth:`reset_idle`."""
+        return await self._command_async("reset")
+
+    async def close_idle_async(self) -> list[Connection]:
+        """The awaitable form of :meth:`close_idle`."""
+        return await self._command_async("close")
+
+    async def half_close_idle_async(self) -> list[Connection]:
+        """The awaitable form of :meth:`half_close_idle`."""
+        return await self._command_async("half_close")
+
+    async def _command_async(self, kind: str) -> list[Connection]:
+        self._require_running()
+        assert self._loop is not None
+        return await self._loop.call_async(self._drop_idle, kind, timeout=COMMAND_TIMEOUT)
+
+    def _release(self) -> int:
+        core = self._core
+        with core.lock:
+            stalled = sum(1 for c in core.live.values() if c.phase == "stalled")
+            if core.release_event is not None:
+                core.release_event.set()
+                core.release_event = anyio.Event()
+        return stalled
+
+    def release(self) -> int:
+        """End every stall now (the stalled connections go on normally); return how many."""
+        self._require_running()
+        assert self._loop is not None
+        return self._loop.call(self._release, timeout=COMMAND_TIMEOUT)
+
+    async def release_async(self) -> int:
+        """The awaitable form of :meth:`release`."""
+        self._require_running()
+        assert self._loop is not None
+        return await self._loop.call_async(self._release, timeout=COMMAND_TIMEOUT)
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            raise ConnfaultError(f"the server is {self._state}; start it first")
+
+    # -- the ledger -----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> list[Connection]:
+        """Every connection so far, in accept order (frozen records)."""
+        with self._core.lock:
+            return [state.snapshot() for state in self._core.ledger.connections]
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request so far, in arrival order (frozen records)."""
+        with self._core.lock:
+            return list(self._core.ledger.requests)
+
+    @property
+    def handler_errors(self) -> list[str]:
+        """Tracebacks of the handler's exceptions (each answered with a 500)."""
+        with self._core.lock:
+            return list(self._core.handler_errors)
+
+    @property
+    def errors(self) -> list[str]:
+        """Failures of the server itself; the fixtures fail the test when any occurred."""
+        with self._core.lock:
+            return list(self._core.errors)
+
+    def connection(self, id: int) -> Connection:
+        """The record of connection ``id`` (1-based)."""
+        with self._core.lock:
+            states = self._core.ledger.connections
+            if not 1 <= id <= len(states):
+                raise ConnfaultError(f"no connection {id}: the server has seen {len(states)}")
+            return states[id - 1].snapshot()
+
+    def connection_for_port(self, client_port: int) -> Connection | None:
+        """The latest connection whose client used ``client_port`` (the pool's local port)."""
+        with self._core.lock:
+            for state in reversed(self._core.ledger.connections):
+                if state.client_port == client_port:
+                    return state.snapshot()
+        return None
+
+    def timeline(self) -> list[str]:
+        """The ledger as one line per event, times in ms from the server's start."""
+        from ._timeline import timeline
+
+        return timeline(self.connections, self.started_at)
+

@@ -1,0 +1,200 @@
+"""pytest wiring only: options, the ``connfault`` marker, fixtures, and report sections.
+
+Registered through the ``pytest11`` entry point, so installing the package is all a suite does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator, Iterator
+from typing import Any, Callable
+
+import pytest
+
+from ._errors import FaultSpecError, ServerError
+from ._faults import Fault
+from ._loop import BACKENDS, stop_loops
+from ._server import FaultServer
+
+BACKEND_HELP = "event loop the connfault servers run on: asyncio (default) or trio"
+MARKER_HELP = (
+    "connfault(fault, *, at=None, request=None, connection=None, request_on_connection=None, "
+    "path=None, method=None, times=1, **parameters): arm `fault` on the test's connfault_server "
+    "before the test runs. `fault` is one of reset, close, half_close, stall, delay, drip, "
+    "truncate, garbage, empty, or a list of them to parametrize the test (ids are the names). "
+    "`at` is on_connect, before_request, before_response, after_headers, mid_body, "
+    "after_response or idle. Markers stack. See pytest_connfault.Fault."
+)
+
+_servers_key = pytest.StashKey[list[FaultServer]]()
+_PARAM = "_connfault_param"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("connfault", "connection-drop fault injection (pytest-connfault)")
+    group.addoption(
+        "--connfault-backend",
+        choices=BACKENDS,
+        default=None,
+        help=BACKEND_HELP + " (overrides the connfault_backend ini key)",
+    )
+    parser.addini("connfault_backend", BACKEND_HELP, default="asyncio")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    backend = _backend(config)
+    if backend not in BACKENDS:
+        raise pytest.UsageError(
+            f"connfault_backend = {backend!r} (ini) is not a backend; choose one of: {', '.join(BACKENDS)}"
+        )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_loops()
+
+
+def _backend(config: pytest.Config) -> str:
+    """The backend: ``--connfault-backend`` > ini ``connfault_backend`` > asyncio."""
+    option = config.getoption("connfault_backend", None)
+    if option:
+        return str(option)
+    return str(config.getini("connfault_backend") or "asyncio")
+
+
+# -- the marker ---------------------------------------------------------------------------
+
+
+def _marker_faults(mark: pytest.Mark) -> list[Fault]:
+    """The faults one marker stands for (several when its first argument is a list)."""
+    if len(mark.args) != 1:
+        raise FaultSpecError(
+            f"@pytest.mark.connfault takes one fault name (or a list of them) and keyword "
+            f"arguments; got {len(mark.args)} positional arguments {mark.args!r}"
+        )
+    kinds = mark.args[0]
+    names = [kinds] if isinstance(kinds, str) else list(kinds)
+    if not names:
+        raise FaultSpecError("@pytest.mark.connfault got an empty list of faults")
+    return [Fault(name, **mark.kwargs) for name in names]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marks = list(metafunc.definition.iter_markers("connfault"))
+    if not marks:
+        return
+    where = metafunc.definition.nodeid
+    try:
+        choices = [_marker_faults(mark) for mark in reversed(marks)]
+    except (FaultSpecError, TypeError) as exc:
+        pytest.fail(f"{where}: @pytest.mark.connfault: {exc}", pytrace=False)
+    if "connfault_server" not in metafunc.fixturenames:
+        pytest.fail(
+            f"{where}: @pytest.mark.connfault arms faults on the connfault_server fixture, "
+            "which this test does not use; add it to the test's arguments",
+            pytrace=False,
+        )
+    if any(len(faults) > 1 for faults in choices):
+        combos = list(itertools.product(*choices))
+        ids = ["-".join(f.kind for f, options in zip(combo, choices) if len(options) > 1) for combo in combos]
+        metafunc.parametrize(_PARAM, combos, ids=ids, indirect=True)
+
+
+@pytest.fixture
+def _connfault_param(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
+    """The faults of this parametrized case (internal; set by the marker's list form)."""
+    return getattr(request, "param", None)
+
+
+def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Fault]:
+    if param is not None:
+        return list(param)
+    marks = reversed(list(item.iter_markers("connfault")))
+    return [fault for mark in marks for fault in _marker_faults(mark)]
+
+
+# -- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def connfault_backend(request: pytest.FixtureRequest) -> str:
+    """The backend new servers run on.
+
+    Scope: function. Type: ``str``. Default: ``--connfault-backend``, else the
+    ``connfault_backend`` ini key, else ``"asyncio"``. Override it to pin a backend.
+    """
+    return _backend(request.config)
+
+
+ServerFactory = Callable[..., FaultServer]
+
+
+@pytest.fixture
+def connfault_server_factory(
+    request: pytest.FixtureRequest, connfault_backend: str
+) -> Iterator[ServerFactory]:
+    """Makes started servers; teardown stops every one still running.
+
+    Scope: function. Type: ``Callable[..., FaultServer]``, taking :class:`FaultServer`'s
+    arguments (``host``, ``port``, ``backend``, ``handler``, limits). Default backend: the
+    ``connfault_backend`` fixture. A server may be stopped early with ``server.stop()``.
+    If a server failed internally, teardown fails the test with the traceback.
+    """
+    servers: list[FaultServer] = []
+    request.node.stash.setdefault(_servers_key, [])
+
+    def make(**options: Any) -> FaultServer:
+        options.setdefault("backend", connfault_backend)
+        server = FaultServer(**options).start()
+        servers.append(server)
+        request.node.stash[_servers_key].append(server)
+        return server
+
+    yield make
+    errors: list[str] = []
+    for server in servers:
+        try:
+            server.stop()
+        except ServerError as exc:
+            errors.append(str(exc))
+        errors.extend(server.errors)
+    if errors:
+        raise ServerError("the connfault server failed:\n" + "\n".join(errors))
+
+
+@pytest.fixture
+def connfault_server(
+    request: pytest.FixtureRequest,
+    connfault_server_factory: ServerFactory,
+    _connfault_param: tuple[Fault, ...] | None,
+) -> FaultServer:
+    """A running HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, fresh for each test.
+
+    Scope: function. Type: :class:`FaultServer`. Default: keep-alive, answers ``200 ok``;
+    the test's ``@pytest.mark.connfault`` faults are armed, in the order written.
+    """
+    server = connfault_server_factory()
+    for fault in _faults_for(request.node, _connfault_param):
+        server.inject(fault)
+    return server
+
+
+# -- reports ------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.failed:
+        servers = item.stash.get(_servers_key, [])
+        for number, server in enumerate(servers, 1):
+            lines = server.timeline()
+            handler_errors = server.handler_errors
+            if not lines and not handler_errors:
+                continue
+            title = "connfault ledger" + (f" (server {number}: {server.url})" if len(servers) > 1 else f" ({server.url})")
+            text = "\n".join(lines) if lines else "(no connections)"
+            if handler_errors:
+                text += "\n\nhandler exceptions (answered with 500):\n" + "\n".join(handler_errors)
+            report.sections.append((title, text))
+    return report

@@ -1,0 +1,61 @@
+"""The project's own test run: leak checks after every test, and shared client helpers."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_connfault._loop import loop_threads
+
+pytest_plugins = ["pytester"]
+
+
+def _open_sockets() -> dict[str, str]:
+    """The process's socket file descriptors: fd -> inode (so a reused number still counts)."""
+    sockets = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            sockets[fd] = target
+    return sockets
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t not in loop_threads() and t is not threading.main_thread()}
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a thread or a socket behind (the session's loop threads excepted)."""
+    if request.node.get_closest_marker("leaks_allowed"):
+        yield
+        return
+    threads = _our_threads()
+    sockets = _open_sockets()
+    yield
+    left_threads = {t for t in _our_threads() - threads if t.is_alive()}
+    for thread in left_threads:
+        thread.join(1.0)
+    left_threads = {t for t in left_threads if t.is_alive()}
+    left = {fd: inode for fd, inode in _open_sockets().items() if sockets.get(fd) != inode}
+    if left:
+        gc.collect()
+        left = {fd: inode for fd, inode in _open_sockets().items() if sockets.get(fd) != inode}
+    problems = []
+    if left_threads:
+        problems.append(f"threads left running: {sorted(t.name for t in left_threads)}")
+    if left:
+        problems.append(f"sockets left open: {sorted(left.values())}")
+    if problems:
+        pytest.fail("leak after the test: " + "; ".join(problems), pytrace=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "leaks_allowed: skip the leak check (a test that checks the check)")
