@@ -28,7 +28,8 @@ import h11
 from ._faults import FaultFiring, FaultHandle, now
 from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._responses import Rendered, Response, handler_error_response, render
-from ._wire import Wire, WireClosed
+from ._tls_wire import serve_handshake
+from ._wire import Wire
 
 if TYPE_CHECKING:
     from ._server import ServerCore
@@ -44,9 +45,7 @@ class ConnectionLoop:
         self.core = core
         self.state = state
         self.wire = wire
-        self.h11 = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=core.options.max_header_size
-        )
+        self.h11 = self._new_parser()
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -103,7 +102,7 @@ class ConnectionLoop:
             if kind == "reset":
                 self.wire.reset()
             else:
-                unread = self.wire.fin_close()
+                unread = self.wire.fin_close(handle.fault.close_notify)
                 if unread:
                     self.state.unread += unread
                     detail = detail or f"{len(unread)} unread bytes discarded"
@@ -119,7 +118,7 @@ class ConnectionLoop:
         if kind == "half_close":
             with self.core.lock:
                 self._settle(request, Outcome("fault", fault=fault.label))
-                self.wire.half_close()
+                self.wire.half_close(fault.close_notify)
                 self.state.phase = "half_closed"
                 self._record(handle, request)
             await self._read_after_half_close(await self.wire.receive())
@@ -143,6 +142,8 @@ class ConnectionLoop:
             with self.core.lock:
                 previous = self.state.phase
                 self.state.phase = "stalled"
+                if self.core.release_event is None:
+                    self.core.release_event = anyio.Event()
                 release = self.core.release_event
                 self._record(handle, request)
             await release.wait()
@@ -155,46 +156,66 @@ class ConnectionLoop:
     async def _read_after_half_close(self, data: bytes) -> None:
         """After our FIN the server keeps reading, and records what the client still sends.
 
-        ``data`` is what was already read. A request that arrives is recorded as unanswered.
+        ``data`` is what was already read. Each request that arrives whole is recorded as
+        unanswered; bytes that are not a request (or not a whole one) go to ``unread``.
         """
-        parser: h11.Connection | None = self.h11 if self.h11.their_state is h11.IDLE else None
-        while True:
-            if not data:
-                return
+        parser: h11.Connection | None = self.h11
+        if self.h11.their_state is h11.DONE:
+            # The current request was read whole (a half_close after it): a new one may follow.
+            leftover = self.h11.trailing_data[0]
+            parser = self._new_parser()
+            data = leftover + data
+        elif self.h11.their_state is not h11.IDLE:
+            parser = None  # in the middle of a request body: no request boundary to parse from
+        while data:
             if parser is None:
                 with self.core.lock:
                     self.state.unread += data
-                data = await self.wire.receive()
-                continue
-            try:
-                parser.receive_data(data)
-                while True:
-                    event = parser.next_event()
-                    if event is h11.NEED_DATA:
-                        break
-                    if event is h11.PAUSED or isinstance(event, (h11.ConnectionClosed, h11.EndOfMessage)):
-                        parser = None
-                        break
-                    if isinstance(event, h11.Request):
-                        with self.core.lock:
-                            self.core.ledger.add_request(
-                                self.state,
-                                event.method.decode("ascii", "replace"),
-                                event.target.decode("ascii", "replace"),
-                                _headers(event),
-                                b"",
-                                now(),
-                                outcome=Outcome("unanswered", detail="arrived after the server's FIN"),
-                            )
-            except h11.ProtocolError:
-                parser = None
+            else:
+                parser = self._parse_late(parser, data)
             data = await self.wire.receive()
+        if parser is not None and parser.trailing_data[0]:
+            with self.core.lock:
+                self.state.unread += parser.trailing_data[0]
+
+    def _parse_late(self, parser: h11.Connection, data: bytes) -> h11.Connection | None:
+        """Feed bytes that arrived after our FIN; record the requests. None once they are not HTTP."""
+        try:
+            parser.receive_data(data)
+            while True:
+                event = parser.next_event()
+                if event is h11.NEED_DATA:
+                    return parser
+                if isinstance(event, h11.Request):
+                    with self.core.lock:
+                        self.core.ledger.add_request(
+                            self.state,
+                            event.method.decode("ascii", "replace"),
+                            event.target.decode("ascii", "replace"),
+                            _headers(event),
+                            b"",
+                            now(),
+                            outcome=Outcome("unanswered", detail="arrived after the server's FIN"),
+                        )
+                elif isinstance(event, h11.EndOfMessage):
+                    leftover = parser.trailing_data[0]
+                    parser = self._new_parser()
+                    if leftover:
+                        parser.receive_data(leftover)
+                elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+                    return None
+        except h11.ProtocolError:
+            with self.core.lock:
+                self.state.unread += data
+            return None
 
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
         handle = self._take("on_connect")
         if handle is not None and await self._fire(handle, None):
+            return
+        if self.state.tls and not await serve_handshake(self):
             return
         try:
             while True:
@@ -256,7 +277,7 @@ class ConnectionLoop:
                 at_boundary = conn.their_state is h11.IDLE and not conn.trailing_data[0]
                 if at_boundary and self.core.plan.handles and not await self._between_requests():
                     return None
-                data = await self.wire.receive()
+                data = await self.wire.receive(wait_first=at_boundary and bool(self.state.requests))
                 if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
                     await self._read_after_half_close(data)
                     return None
@@ -294,13 +315,8 @@ class ConnectionLoop:
                 self.state, method, target, headers, b"", now(),
                 outcome=Outcome("rejected", status=status, detail=reason),
             )
-        if self.h11.our_state is h11.SEND_RESPONSE or self.h11.our_state is h11.IDLE:
-            body = f"{status} {reason}\n".encode()
-            data = (
-                f"HTTP/1.1 {status} Bad Request\r\ncontent-type: text/plain\r\n"
-                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-            ).encode() + body
-            await self.wire.send_all(data)
+        answer = Response(status, f"{status} {reason}\n", close=True)
+        await self.wire.send_all(answer._head + answer.body)
         with self.core.lock:
             self.state.unread += self.wire.fin_close()
             self._end_locked(EndedBy.SERVER_CLOSE)
@@ -323,7 +339,7 @@ class ConnectionLoop:
                 drip = handle
             elif handle.fault.kind != "truncate" and await self._fire(handle, request):
                 return False
-        rendered = render(self.h11, self._resolve(request))
+        rendered = render(self._resolve(request), request)
         if handle is not None and handle.fault.kind == "truncate":
             return not await self._fire(handle, request, rendered)
         data = rendered.wire
@@ -344,7 +360,7 @@ class ConnectionLoop:
                 if await self._fire(handle, request, rendered):
                     return False
                 data = data[upto:]
-        keep_alive = self.h11.our_state is h11.DONE
+        keep_alive = rendered.keep_alive
         if drip is not None:
             await self._drip(drip, request, data, rendered.status, keep_alive)
         else:
@@ -353,7 +369,7 @@ class ConnectionLoop:
         pending = self._after_response(request)
         if pending is not None and await self._fire(pending, request):
             return False
-        return self._next_cycle()
+        return self._next_cycle(keep_alive)
 
     def _complete(self, request: Request, status: int, keep_alive: bool) -> None:
         """Settle the request and mark the connection idle: called right before the last send."""
@@ -377,7 +393,7 @@ class ConnectionLoop:
     def _resolve(self, request: Request) -> Response:
         try:
             return self.core.routes.resolve(request)
-        except Exception as exc:  # the user's handler failed: a 500, not a dead server
+        except Exception as exc:  # noqa: BLE001 - the user's handler failed: a 500, not a dead server
             response, text = handler_error_response(exc)
             with self.core.lock:
                 self.core.handler_errors.append(text)
@@ -401,14 +417,25 @@ class ConnectionLoop:
             raise _ConnectionOver
         return handle
 
-    def _next_cycle(self) -> bool:
-        if self.h11.our_state is h11.MUST_CLOSE or self.h11.their_state is h11.MUST_CLOSE:
+    def _next_cycle(self, keep_alive: bool) -> bool:
+        """After a complete response: close as HTTP says, or get ready for the next request."""
+        if not keep_alive:
             with self.core.lock:
                 self.state.unread += self.wire.fin_close()
                 self._end_locked(EndedBy.SERVER_CLOSE)
             return False
-        self.h11.start_next_cycle()
+        # A fresh parser per request (h11 only parses here; responses are rendered by us), fed
+        # with what the client already pipelined.
+        leftover, closed = self.h11.trailing_data
+        self.h11 = self._new_parser()
+        if leftover:
+            self.h11.receive_data(leftover)
+        if closed:
+            self.h11.receive_data(b"")
         return True
+
+    def _new_parser(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.core.options.max_header_size)
 
 
 class _ConnectionOver(Exception):

@@ -5,8 +5,8 @@ connection's life and carries out what it gets back.
 
 The moments, in the order a connection lives them::
 
-    on_connect -> [before_request -> before_response -> after_headers -> mid_body
-                   -> after_response -> idle] (repeated per request on a keep-alive connection)
+    on_connect -> (handshake, TLS only) -> [before_request -> before_response -> after_headers
+                   -> mid_body -> after_response -> idle] (repeated per request on a keep-alive connection)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ KINDS: dict[str, str] = {
 #: Moments in a connection's life at which a fault can fire.
 MOMENTS: dict[str, str] = {
     "on_connect": "right after accept, before reading",
+    "handshake": "TLS only: the ClientHello has arrived, nothing of the handshake sent (raw TCP)",
     "before_request": "a request's first bytes have arrived, none read (the keep-alive race)",
     "before_response": "request fully read and recorded, nothing sent",
     "after_headers": "status line and headers sent, no body",
@@ -56,7 +57,7 @@ APPLIES: dict[str, frozenset[str]] = {
     "drip": _RESPONSE,
     "truncate": _RESPONSE,
     "garbage": _ALL - {"mid_body"},
-    "empty": frozenset({"on_connect", "before_request", "before_response", "after_response"}),
+    "empty": frozenset({"on_connect", "handshake", "before_request", "before_response", "after_response"}),
 }
 
 #: The moment a kind fires at when ``at`` is not given.
@@ -75,6 +76,7 @@ DEFAULT_AT: dict[str, str] = {
 #: Selectors that can be known at each moment (the path and method only once a request is parsed).
 _SELECTORS_AT: dict[str, frozenset[str]] = {
     "on_connect": frozenset({"connection"}),
+    "handshake": frozenset({"connection"}),
     "before_request": frozenset({"connection", "request", "request_on_connection"}),
 }
 _ALL_SELECTORS = frozenset({"connection", "request", "request_on_connection", "path", "method"})
@@ -86,6 +88,7 @@ _PARAMETERS: dict[str, frozenset[str]] = {
     "interval": frozenset({"drip"}),
     "body_bytes": frozenset({"truncate"}),
     "then": frozenset({"truncate", "garbage"}),
+    "close_notify": frozenset({"close", "half_close", "truncate", "garbage", "empty"}),
     "data": frozenset({"garbage"}),
 }
 
@@ -124,6 +127,11 @@ class Fault:
         then: ``truncate`` and ``garbage``: how the connection ends, ``"close"`` (default) or
             ``"reset"``.
         data: ``garbage``: the bytes to send.
+        close_notify: TLS only, for the faults that end with a FIN (``close``, ``half_close``,
+            ``truncate``, ``garbage``, ``empty``): send the ``close_notify`` alert before the FIN
+            (default True: a clean TLS close) or not (False: an abrupt close, which a client can
+            tell from a complete close-delimited body only by the missing alert). Plain
+            connections, and moments before the handshake is done, have no alert to send.
 
     Raises:
         FaultSpecError: a name or value does not exist or cannot apply; the message names it
@@ -144,6 +152,7 @@ class Fault:
     body_bytes: int | None
     then: str
     data: bytes
+    close_notify: bool
 
     def __init__(
         self,
@@ -162,6 +171,7 @@ class Fault:
         body_bytes: int | None = None,
         then: str | None = None,
         data: bytes | None = None,
+        close_notify: bool | None = None,
     ) -> None:
         if kind not in KINDS:
             raise FaultSpecError(f"unknown fault {kind!r}; the faults are: {_choices(KINDS)}")
@@ -188,13 +198,14 @@ class Fault:
                 f"{name}= cannot select a fault at={moment!r} (it is not known yet then); "
                 f"the selectors there are: {_choices(sorted(known))}"
             )
-        parameters = {
+        parameters: dict[str, Any] = {
             "seconds": seconds,
             "chunk_size": chunk_size,
             "interval": interval,
             "body_bytes": body_bytes,
             "then": then,
             "data": data,
+            "close_notify": close_notify,
         }
         for name, value in parameters.items():
             if value is None:
@@ -225,12 +236,16 @@ class Fault:
         for name, number in (("chunk_size", chunk_size), ("body_bytes", body_bytes)):
             if number is not None and (not isinstance(number, int) or number < (1 if name == "chunk_size" else 0)):
                 raise FaultSpecError(f"{name}= must be a whole number of bytes, not {number!r}")
+        if close_notify is not None and not isinstance(close_notify, bool):
+            raise FaultSpecError(f"close_notify= must be True or False, not {close_notify!r}")
+        if close_notify is not None and then == "reset":
+            raise FaultSpecError("close_notify= does not apply with then='reset': an RST sends no alert")
         if data is not None and not isinstance(data, bytes):
             raise FaultSpecError(f"data= must be bytes, not {type(data).__name__}")
         if path is not None and not isinstance(path, str):
             raise FaultSpecError(f"path= must be a str, not {type(path).__name__}")
         default_seconds = DEFAULT_IDLE if moment == "idle" else DEFAULT_DELAY if kind == "delay" else None
-        values = {
+        values: dict[str, Any] = {
             "kind": kind,
             "at": moment,
             "request": request,
@@ -245,6 +260,7 @@ class Fault:
             "body_bytes": body_bytes,
             "then": "close" if then is None else then,
             "data": DEFAULT_GARBAGE if data is None else data,
+            "close_notify": True if close_notify is None else close_notify,
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -257,6 +273,8 @@ class Fault:
                 parts.append(f"{name}={value!r}")
         if self.times != 1:
             parts.append(f"times={'always' if self.times is None else self.times!r}")
+        if not self.close_notify:
+            parts.append("close_notify=False")
         return f"Fault({', '.join(parts)})"
 
     @property

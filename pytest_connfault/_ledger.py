@@ -116,6 +116,8 @@ class Connection:
     faults: tuple[FaultFiring, ...]
     unread: bytes = b""
     tls: bool = False
+    #: Why the TLS handshake failed (``"handshake failed: TLSV1_ALERT_UNKNOWN_CA"``), if it did.
+    tls_error: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -145,6 +147,7 @@ class ConnectionState:
     phase: str = "new"
     #: The object the connection loop uses for socket actions (set by the server).
     wire: object = None
+    tls_error: str | None = None
 
     def snapshot(self) -> Connection:
         return Connection(
@@ -157,6 +160,7 @@ class ConnectionState:
             faults=tuple(self.faults),
             unread=self.unread,
             tls=self.tls,
+            tls_error=self.tls_error,
         )
 
 

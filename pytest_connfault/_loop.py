@@ -9,6 +9,7 @@ backend's own thread-safe entry point (``call_soon_threadsafe`` / ``TrioToken.ru
 from __future__ import annotations
 
 import contextvars
+import os
 import threading
 from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
@@ -42,7 +43,7 @@ class _Call:
     def run(self) -> None:
         try:
             self.result = self.fn(*self.args)
-        except BaseException as exc:  # handed back to the caller, who re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller, who re-raises it
             self.error = exc
         self.done.set()
         if self.notify is not None:
@@ -68,15 +69,19 @@ class LoopThread:
         self.backend = backend
         self._ready = threading.Event()
         self._stopped = threading.Event()
-        self._schedule: Callable[[Callable[[], None]], None] | None = None
+        self._schedule: Callable[[Callable[[], None]], object] | None = None
         self._task_group: Any = None
         self._stop: Callable[[], None] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"connfault-loop-{backend}", daemon=True
         )
+        before = _socket_inodes()
         self._thread.start()
-        if not self._ready.wait(LOOP_START_TIMEOUT):
+        ready = self._ready.wait(LOOP_START_TIMEOUT)
+        #: The loop's own sockets (its wake-up pipes), for leak checks that must not count them.
+        self.own_sockets = _socket_inodes() - before
+        if not ready:
             raise ConnfaultError(f"the {backend} loop thread did not start")
         if self._error is not None:
             raise ConnfaultError(f"the {backend} loop thread failed to start") from self._error
@@ -94,7 +99,7 @@ class LoopThread:
     def _run(self) -> None:
         try:
             anyio.run(self._main, backend=self.backend)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the starting thread
             self._error = exc
         finally:
             self._schedule = None
@@ -106,17 +111,16 @@ class LoopThread:
         if self.backend == "trio":
             import trio
 
-            self._schedule = trio.lowlevel.current_trio_token().run_sync_soon
+            raw: Callable[[Callable[[], object]], object] = trio.lowlevel.current_trio_token().run_sync_soon
         else:
             import asyncio
 
-            self._schedule = asyncio.get_running_loop().call_soon_threadsafe
+            raw = asyncio.get_running_loop().call_soon_threadsafe
         self._stop = stop.set
         # Callbacks run in a copy of this task's context, so that anyio (through sniffio) knows
         # which event loop it is on even outside a task.
         context = contextvars.copy_context()
-        schedule = self._schedule
-        self._schedule = lambda fn: schedule(lambda: context.run(fn))
+        self._schedule = lambda fn: raw(lambda: context.run(fn))
         async with anyio.create_task_group() as tg:
             self._task_group = tg
             self._ready.set()
@@ -195,6 +199,26 @@ def get_loop(backend: str) -> LoopThread:
         return loop
 
 
+_users = 0
+
+
+def retain_loops() -> None:
+    """Count one more user of the loop threads (a pytest session; nested ones in pytester too)."""
+    global _users
+    with _loops_lock:
+        _users += 1
+
+
+def release_loops() -> None:
+    """Count one user less; the last one stops the loop threads."""
+    global _users
+    with _loops_lock:
+        _users = max(0, _users - 1)
+        last = _users == 0
+    if last:
+        stop_loops()
+
+
 def stop_loops() -> None:
     """Stop every loop thread this process started (servers on them must be stopped first)."""
     with _loops_lock:
@@ -207,3 +231,25 @@ def stop_loops() -> None:
 def loop_threads() -> list[threading.Thread]:
     """The threads of the running loops (for leak checks that must not count them)."""
     return [loop.thread for loop in list(_loops.values())]
+
+
+def loop_sockets() -> set[str]:
+    """The sockets the running loops hold themselves (for leak checks that must not count them)."""
+    return {inode for loop in list(_loops.values()) for inode in loop.own_sockets}
+
+
+def _socket_inodes() -> set[str]:
+    """The process's sockets as ``socket:[inode]`` strings (empty where /proc is missing)."""
+    found: set[str] = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found

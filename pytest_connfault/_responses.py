@@ -1,8 +1,10 @@
 """What the server answers: canned responses per path, a handler for anything else, a default.
 
-Responses are rendered to bytes through the connection's ``h11.Connection`` so that h11's state
-machine knows what was sent (keep-alive or close), while the server still controls every byte on
-the wire (faults cut the rendered bytes at exact offsets).
+h11 parses requests; responses are rendered to bytes here, so that the server controls every byte
+on the wire: faults cut them at exact offsets, and a test may send a deliberately inconsistent
+response (a ``Content-Length`` larger than the body, say) that a strict writer would refuse.
+Keep-alive follows RFC 9112 section 9.3: the connection persists unless the request or the
+response says ``Connection: close``, or the request is HTTP/1.0.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Callable, Union
-
-import h11
 
 from ._errors import ConnfaultError
 
@@ -35,6 +36,10 @@ class Response:
         chunked: frame the body with ``Transfer-Encoding: chunked`` instead of ``Content-Length``.
         close: add ``Connection: close``, so the server closes the connection after it.
         content_type: the ``Content-Type`` header, unless ``headers`` has one.
+        close_delimited: send neither ``Content-Length`` nor chunked framing: the body ends
+            where the connection does (RFC 9112 section 6.3, rule 8). Implies ``close``. Over TLS
+            the server ends such a body with ``close_notify``; only that alert tells a complete
+            body from one cut short (a ``truncate`` fault with ``close_notify=False``).
     """
 
     status: int
@@ -42,6 +47,8 @@ class Response:
     headers: tuple[tuple[str, str], ...]
     chunked: bool
     close: bool
+    close_delimited: bool
+    _head: bytes
 
     def __init__(
         self,
@@ -52,9 +59,13 @@ class Response:
         chunked: bool = False,
         close: bool = False,
         content_type: str = "text/plain",
+        close_delimited: bool = False,
     ) -> None:
         if not isinstance(status, int) or not 100 <= status <= 999:
             raise ConnfaultError(f"status must be a number from 100 to 999, not {status!r}")
+        if close_delimited and chunked:
+            raise ConnfaultError("a response is either chunked or close_delimited, not both")
+        close = close or close_delimited
         if isinstance(body, str):
             pieces: tuple[bytes, ...] = (body.encode("utf-8"),)
         elif isinstance(body, (bytes, bytearray, memoryview)):
@@ -69,13 +80,19 @@ class Response:
             pairs.append(("Connection", "close"))
         if chunked:
             pairs.append(("Transfer-Encoding", "chunked"))
-        elif "content-length" not in names and "transfer-encoding" not in names:
+        elif close_delimited:
+            pass
+        elif "content-length" not in names and "transfer-encoding" not in names and _has_body(status):
             pairs.append(("Content-Length", str(sum(len(p) for p in pieces))))
         object.__setattr__(self, "status", status)
         object.__setattr__(self, "pieces", pieces)
         object.__setattr__(self, "headers", tuple(pairs))
         object.__setattr__(self, "chunked", chunked)
-        object.__setattr__(self, "close", close)
+        object.__setattr__(self, "close_delimited", close_delimited)
+        object.__setattr__(self, "close", close or any(
+            n.lower() == "connection" and "close" in v.lower() for n, v in pairs
+        ))
+        object.__setattr__(self, "_head", _render_head(status, pairs))
 
     @property
     def body(self) -> bytes:
@@ -83,9 +100,21 @@ class Response:
         return b"".join(self.pieces)
 
 
-DEFAULT_RESPONSE = Response()
-
 Handler = Callable[["Request"], Response]
+
+
+def _has_body(status: int) -> bool:
+    # RFC 9110 section 6.4.1: 1xx, 204 and 304 responses end with their header section.
+    return status >= 200 and status not in (204, 304)
+
+
+def _render_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
+    try:
+        reason = HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Unknown"
+    lines = [f"HTTP/1.1 {status} {reason}"] + [f"{name}: {value}" for name, value in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 @dataclass(frozen=True)
@@ -96,18 +125,32 @@ class Rendered:
     body: bytes
     tail: bytes
     status: int
+    keep_alive: bool
 
     @property
     def wire(self) -> bytes:
         return self.head + self.body + self.tail
 
 
-def render(conn: h11.Connection, response: Response) -> Rendered:
-    """Turn ``response`` into bytes through ``conn`` (which then knows it was sent)."""
-    head = conn.send(h11.Response(status_code=response.status, headers=list(response.headers)))
-    body = b"".join(conn.send(h11.Data(data=p)) or b"" for p in response.pieces if p)
-    tail = conn.send(h11.EndOfMessage()) or b""
-    return Rendered(head or b"", body, tail, response.status)
+def render(response: Response, request: Request) -> Rendered:
+    """Turn ``response`` into the bytes that answer ``request``."""
+    keep_alive = not response.close and request.http_version == "1.1" and not _asks_close(request)
+    head = response._head
+    if not keep_alive and not response.close:
+        head = head[:-2] + b"Connection: close\r\n\r\n"
+    if request.method == "HEAD" or not _has_body(response.status):
+        return Rendered(head, b"", b"", response.status, keep_alive)
+    if response.chunked:
+        body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in response.pieces if p)
+        return Rendered(head, body, b"0\r\n\r\n", response.status, keep_alive)
+    return Rendered(head, b"".join(response.pieces), b"", response.status, keep_alive)
+
+
+def _asks_close(request: Request) -> bool:
+    return any(name.lower() == "connection" and "close" in value.lower() for name, value in request.headers)
+
+
+DEFAULT_RESPONSE = Response()
 
 
 def handler_error_response(exc: BaseException) -> tuple[Response, str]:

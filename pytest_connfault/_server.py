@@ -10,6 +10,7 @@ also changes the ledger, which is what makes the ledger's ordering promises hold
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 import traceback
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from typing import Any, Callable
 import anyio
 
 from ._connection import ConnectionLoop
-from ._errors import ConnfaultError, ServerError
+from ._errors import ConnfaultError, FaultSpecError, ServerError
 from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
 from ._ledger import Connection, ConnectionState, EndedBy, Ledger, Request
 from ._loop import LoopThread, get_loop
 from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
+from ._tls_wire import TlsWire
 from ._wire import Wire
 
 #: How long ``stop()`` and the commands may take before that is an error (they take well under
@@ -76,6 +78,11 @@ class FaultServer:
         handler: called with each :class:`~pytest_connfault.Request` whose path has no canned
             response; returns a :class:`~pytest_connfault.Response`. It runs on the server's
             loop thread, so it must not block. An exception becomes a 500 and is recorded.
+        tls: serve HTTPS: an ``ssl.SSLContext`` (server side, with its certificate), or True for
+            a certificate for ``127.0.0.1``, ``::1`` and ``localhost`` from the process's
+            ``trustme`` CA (the ``connfault_ca`` fixture; clients trust it through
+            ``pytest_connfault._tls.client_context()`` or the ``connfault_client_ssl_context``
+            fixture). The handshake runs in each connection's own task.
         **options: further :class:`ServerOptions` fields (limits).
     """
 
@@ -86,13 +93,21 @@ class FaultServer:
         *,
         backend: str = "asyncio",
         handler: Handler | None = None,
+        tls: ssl.SSLContext | bool | None = None,
         **options: Any,
     ) -> None:
         self.options = ServerOptions(host=host, port=port, backend=backend, **options)
+        if tls is True:
+            from ._tls import server_context
+
+            tls = server_context()
+        if not (tls is None or tls is False or isinstance(tls, ssl.SSLContext)):
+            raise ConnfaultError(f"tls= takes an ssl.SSLContext or True, not {tls!r}")
+        #: The server's TLS context, or None for plain HTTP.
+        self.tls_context: ssl.SSLContext | None = tls or None
         self._core = ServerCore(self.options, handler)
         self._loop: LoopThread | None = None
         self._listener: socket.socket | None = None
-        self._scope: Any = None
         self._stopped = threading.Event()
         self._stop_waiters: list[Callable[[], None]] = []
         self._state = "new"
@@ -122,8 +137,8 @@ class FaultServer:
 
     @property
     def scheme(self) -> str:
-        """``"http"``."""
-        return "http"
+        """``"https"`` with TLS, else ``"http"``."""
+        return "http" if self.tls_context is None else "https"
 
     @property
     def is_running(self) -> bool:
@@ -163,25 +178,21 @@ class FaultServer:
         listener = self._listener
         assert listener is not None
         try:
-            with anyio.CancelScope() as scope:
-                self._scope = scope
-                core.release_event = anyio.Event()
-                if core.stopping:
-                    scope.cancel()
-                async with anyio.create_task_group() as tg:
+            async with anyio.create_task_group() as tg:
+                if not core.stopping:
                     await self._accept_loop(listener, tg)
-        except Exception:  # a bug in the server itself: reported at the fixture's teardown
+                # Stopping: the accept loop was woken by notify_closing; end the connections.
+                tg.cancel_scope.cancel()
+        except Exception:  # noqa: BLE001 - a bug in the server itself: reported at the fixture's teardown
             core.errors.append(traceback.format_exc())
         finally:
-            try:
-                anyio.notify_closing(listener)
-            finally:
-                listener.close()
-                with core.lock:
-                    waiters = list(self._stop_waiters)
-                self._stopped.set()
-                for notify in waiters:
-                    notify()
+            # Closed here, after the accept loop has unregistered it, never while it waits.
+            listener.close()
+            with core.lock:
+                waiters = list(self._stop_waiters)
+            self._stopped.set()
+            for notify in waiters:
+                notify()
 
     def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
         with self._core.lock:
@@ -189,15 +200,17 @@ class FaultServer:
         return lambda: None
 
     async def _accept_loop(self, listener: socket.socket, tg: Any) -> None:
+        """Accept until ``stop()`` wakes the wait with ``notify_closing``."""
         while True:
             try:
                 sock, address = listener.accept()
-            except BlockingIOError:
-                await anyio.wait_readable(listener)
-                continue
-            except OSError as exc:  # e.g. out of file descriptors: keep serving the others
-                self._core.errors.append(f"accept failed: {exc!r}")
-                await anyio.wait_readable(listener)
+            except (BlockingIOError, OSError) as exc:
+                if not isinstance(exc, BlockingIOError):  # e.g. out of file descriptors
+                    self._core.errors.append(f"accept failed: {exc!r}")
+                try:
+                    await anyio.wait_readable(listener)
+                except anyio.ClosedResourceError:
+                    return
                 continue
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
@@ -206,9 +219,9 @@ class FaultServer:
 
     async def _serve_connection(self, sock: socket.socket, client_port: int) -> None:
         core = self._core
-        wire = Wire(sock)
+        wire = Wire(sock) if self.tls_context is None else TlsWire(sock, self.tls_context)
         with core.lock:
-            state = core.ledger.open_connection(client_port, now(), tls=False)
+            state = core.ledger.open_connection(client_port, now(), tls=self.tls_context is not None)
             state.wire = wire
             core.live[state.id] = state
         try:
@@ -222,7 +235,7 @@ class FaultServer:
                 if state.ended_by is None:
                     state.ended_by = EndedBy.CLIENT_RST
                     state.unread += f"[{exc!r}]".encode()
-        except Exception:
+        except Exception:  # noqa: BLE001 - a server bug: recorded, fails the test at teardown
             if not wire.closed:
                 core.errors.append(traceback.format_exc())
         finally:
@@ -260,9 +273,10 @@ class FaultServer:
             raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
 
     def _cancel(self) -> None:
+        """On the loop thread: wake the accept loop, which then ends the connections."""
         self._core.stopping = True
-        if self._scope is not None:
-            self._scope.cancel()
+        if self._listener is not None:
+            anyio.notify_closing(self._listener)
 
     # -- responses ------------------------------------------------------------------------
 
@@ -306,6 +320,8 @@ class FaultServer:
             fault = Fault(fault, **when)
         elif when:
             raise ConnfaultError("pass either a Fault or a fault name with its arguments, not both")
+        if fault.at == "handshake" and self.tls_context is None:
+            raise FaultSpecError(f"{fault!r} needs a TLS server: a plain connection has no handshake")
         with self._core.lock:
             return self._core.plan.arm(fault)
 
@@ -383,7 +399,7 @@ class FaultServer:
             stalled = sum(1 for c in core.live.values() if c.phase == "stalled")
             if core.release_event is not None:
                 core.release_event.set()
-                core.release_event = anyio.Event()
+                core.release_event = None
         return stalled
 
     def release(self) -> int:

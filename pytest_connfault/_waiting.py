@@ -9,7 +9,8 @@ thread-safe callback that wakes it through its own entry point.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from collections.abc import Awaitable
+from typing import Callable
 
 import anyio
 

@@ -30,13 +30,18 @@ class Wire:
         self.closed = False
         self.write_shut = False
 
-    async def receive(self) -> bytes:
+    async def receive(self, wait_first: bool = False) -> bytes:
         """The next bytes from the client; ``b""`` at its EOF.
+
+        ``wait_first`` skips the first read attempt, for when nothing can have arrived yet (right
+        after a response: the next request comes later), saving a system call per request.
 
         Raises:
             ConnectionResetError: the client reset the connection.
             WireClosed: the server closed the socket meanwhile.
         """
+        if wait_first:
+            await self.wait_readable()
         while True:
             if self.closed:
                 raise WireClosed
@@ -119,8 +124,8 @@ class Wire:
             pass
         self.close()
 
-    def half_close(self) -> None:
-        """Send FIN and keep reading: ``shutdown(SHUT_WR)``."""
+    def half_close(self, close_notify: bool = True) -> None:
+        """Send FIN and keep reading: ``shutdown(SHUT_WR)``. (``close_notify``: TLS only.)"""
         if self.closed or self.write_shut:
             return
         self.write_shut = True
@@ -129,8 +134,10 @@ class Wire:
         except OSError:
             pass
 
-    def fin_close(self) -> bytes:
+    def fin_close(self, close_notify: bool = True) -> bytes:
         """Graceful close: FIN first, then read what already arrived, then close.
+
+        ``close_notify`` matters over TLS only (see ``TlsWire``): whether the alert precedes the FIN.
 
         Returns the bytes that were waiting unread. Draining first matters: ``close()`` with unread
         bytes in the receive queue makes the kernel send RST instead of FIN. Bytes that arrive

@@ -6,15 +6,19 @@ Registered through the ``pytest11`` entry point, so installing the package is al
 from __future__ import annotations
 
 import itertools
+import ssl
 from collections.abc import Generator, Iterator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from ._errors import FaultSpecError, ServerError
 from ._faults import Fault
-from ._loop import BACKENDS, stop_loops
+from ._loop import BACKENDS, release_loops, retain_loops
 from ._server import FaultServer
+
+if TYPE_CHECKING:
+    import trustme
 
 BACKEND_HELP = "event loop the connfault servers run on: asyncio (default) or trio"
 MARKER_HELP = (
@@ -22,12 +26,19 @@ MARKER_HELP = (
     "path=None, method=None, times=1, **parameters): arm `fault` on the test's connfault_server "
     "before the test runs. `fault` is one of reset, close, half_close, stall, delay, drip, "
     "truncate, garbage, empty, or a list of them to parametrize the test (ids are the names). "
-    "`at` is on_connect, before_request, before_response, after_headers, mid_body, "
-    "after_response or idle. Markers stack. See pytest_connfault.Fault."
+    "`at` is on_connect, handshake (TLS only), before_request, before_response, after_headers, "
+    "mid_body, after_response or idle. Markers stack. With connfault_tls_server the faults are "
+    "armed on it. See pytest_connfault.Fault."
 )
 
 _servers_key = pytest.StashKey[list[FaultServer]]()
 _PARAM = "_connfault_param"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    hooks.register(pluginmanager)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -48,10 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"connfault_backend = {backend!r} (ini) is not a backend; choose one of: {', '.join(BACKENDS)}"
         )
+    retain_loops()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    stop_loops()
+    release_loops()
 
 
 def _backend(config: pytest.Config) -> str:
@@ -84,14 +96,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not marks:
         return
     where = metafunc.definition.nodeid
+    problem = None
     try:
         choices = [_marker_faults(mark) for mark in reversed(marks)]
     except (FaultSpecError, TypeError) as exc:
-        pytest.fail(f"{where}: @pytest.mark.connfault: {exc}", pytrace=False)
-    if "connfault_server" not in metafunc.fixturenames:
+        problem = str(exc).replace("__init__() ", "")
+    if problem is not None:
+        pytest.fail(f"{where}: @pytest.mark.connfault: {problem}", pytrace=False)
+    if not {"connfault_server", "connfault_tls_server"} & set(metafunc.fixturenames):
         pytest.fail(
-            f"{where}: @pytest.mark.connfault arms faults on the connfault_server fixture, "
-            "which this test does not use; add it to the test's arguments",
+            f"{where}: @pytest.mark.connfault arms faults on the connfault_server (or "
+            "connfault_tls_server) fixture, which this test does not use; add it to the test's arguments",
             pytrace=False,
         )
     if any(len(faults) > 1 for faults in choices):
@@ -136,8 +151,9 @@ def connfault_server_factory(
     """Makes started servers; teardown stops every one still running.
 
     Scope: function. Type: ``Callable[..., FaultServer]``, taking :class:`FaultServer`'s
-    arguments (``host``, ``port``, ``backend``, ``handler``, limits). Default backend: the
-    ``connfault_backend`` fixture. A server may be stopped early with ``server.stop()``.
+    arguments (``host``, ``port``, ``backend``, ``handler``, ``tls``, limits). Default backend:
+    the ``connfault_backend`` fixture. ``tls=True`` makes an HTTPS server with the
+    ``connfault_server_ssl_context`` fixture. A server may be stopped early with ``server.stop()``.
     If a server failed internally, teardown fails the test with the traceback.
     """
     servers: list[FaultServer] = []
@@ -145,6 +161,8 @@ def connfault_server_factory(
 
     def make(**options: Any) -> FaultServer:
         options.setdefault("backend", connfault_backend)
+        if options.get("tls") is True:
+            options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
         server = FaultServer(**options).start()
         servers.append(server)
         request.node.stash[_servers_key].append(server)
@@ -174,6 +192,76 @@ def connfault_server(
     the test's ``@pytest.mark.connfault`` faults are armed, in the order written.
     """
     server = connfault_server_factory()
+    for fault in _faults_for(request.node, _connfault_param):
+        server.inject(fault)
+    return server
+
+
+@pytest.fixture(scope="session")
+def connfault_ca() -> trustme.CA:
+    """The certificate authority of the TLS servers, from ``trustme`` (in memory).
+
+    Scope: session. Type: ``trustme.CA``. Default: one CA per process, the same one
+    ``FaultServer(tls=True)`` uses. ``connfault_ca.configure_trust(ctx)`` makes a client trust it.
+    """
+    from ._tls import default_ca
+
+    return default_ca()
+
+
+@pytest.fixture(scope="session")
+def connfault_server_ssl_context(connfault_ca: trustme.CA) -> ssl.SSLContext:
+    """The server side of TLS: a certificate for ``127.0.0.1``, ``::1`` and ``localhost``.
+
+    Scope: session. Type: ``ssl.SSLContext``. Default: issued by ``connfault_ca``, TLS 1.2 and
+    1.3. Override it to serve another certificate or protocol range.
+    """
+    from ._tls import server_context
+
+    return server_context(connfault_ca)
+
+
+@pytest.fixture
+def connfault_client_ssl_context(connfault_ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts ``connfault_ca``: ``httpx.Client(verify=...)``, aiohttp ``ssl=``.
+
+    Scope: function (a fresh context, so a test may change it). Type: ``ssl.SSLContext``.
+    Default: ``ssl.create_default_context()`` plus the CA, with ``ssl.OP_IGNORE_UNEXPECTED_EOF``
+    cleared so that a close without ``close_notify`` is an error where the client lets it be.
+    """
+    from ._tls import client_context
+
+    return client_context(connfault_ca)
+
+
+@pytest.fixture(scope="session")
+def connfault_ca_bundle(connfault_ca: trustme.CA) -> Iterator[str]:
+    """The CA certificate as a PEM file, for ``requests``' ``verify=PATH`` (or ``SSL_CERT_FILE``).
+
+    Scope: session. Type: ``str`` (a path). Default: a file in a fresh temporary directory,
+    removed at the end of the session; nothing is written into the project's tree.
+    """
+    from ._tls import CaBundle
+
+    bundle = CaBundle(connfault_ca)
+    yield bundle.path
+    bundle.remove()
+
+
+@pytest.fixture
+def connfault_tls_server(
+    request: pytest.FixtureRequest,
+    connfault_server_factory: ServerFactory,
+    _connfault_param: tuple[Fault, ...] | None,
+) -> FaultServer:
+    """``connfault_server`` over TLS: HTTPS on ``127.0.0.1``, certificate from ``connfault_ca``.
+
+    Scope: function. Type: :class:`FaultServer` (``scheme == "https"``). Default: as
+    ``connfault_server``, with the ``connfault_server_ssl_context`` fixture; the test's
+    ``@pytest.mark.connfault`` faults are armed, ``at="handshake"`` ones included. Clients trust
+    it through ``connfault_client_ssl_context`` or ``connfault_ca_bundle``.
+    """
+    server = connfault_server_factory(tls=True)
     for fault in _faults_for(request.node, _connfault_param):
         server.inject(fault)
     return server
