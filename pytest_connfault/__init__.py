@@ -24,6 +24,15 @@ from ._ledger import Request as Request
 from ._responses import Response as Response
 from ._server import FaultServer as FaultServer
 from ._server import ServerOptions as ServerOptions
+from .assertions import assert_new_connection as assert_new_connection
+from .assertions import assert_no_leak as assert_no_leak
+from .assertions import assert_no_stale as assert_no_stale
+from .assertions import assert_pool as assert_pool
+from .assertions import assert_reused as assert_reused
+from .pools import PooledConnection as PooledConnection
+from .pools import PoolSnapshot as PoolSnapshot
+from .pools import PoolSnapshotError as PoolSnapshotError
+from .pools import pool_snapshot as pool_snapshot
 
 __all__ = (
     "KINDS",
@@ -38,8 +47,17 @@ __all__ = (
     "FaultServer",
     "FaultSpecError",
     "Outcome",
+    "PoolSnapshot",
+    "PoolSnapshotError",
+    "PooledConnection",
     "Request",
     "Response",
     "ServerError",
     "ServerOptions",
+    "assert_new_connection",
+    "assert_no_leak",
+    "assert_no_stale",
+    "assert_pool",
+    "assert_reused",
+    "pool_snapshot",
 )

@@ -20,11 +20,13 @@ which already holds its response and calls ``server.close_idle()`` always finds 
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import h11
 
+from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
 from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._responses import Rendered, Response, handler_error_response, render
@@ -93,19 +95,27 @@ class ConnectionLoop:
         if fault.kind in _TERMINAL:
             self.state.ended_by = EndedBy.SERVER_FAULT
             self.state.phase = "closed"
+        elif fault.kind == "half_close":
+            # Our FIN ended the connection's usefulness; the client's later FIN only confirms it
+            # (the same record as server.half_close_idle() leaves).
+            self.state.ended_by = EndedBy.SERVER_FAULT
         handle._record(firing)
 
     def _drop(self, kind: str, handle: FaultHandle, request: Request | None, detail: str = "") -> None:
         """Carry out an instant drop (reset, close, empty) and record it, under the lock."""
         with self.core.lock:
             self._settle(request, Outcome("fault", fault=handle.fault.label))
+            # What the client sent that the server never used: bytes h11 holds past the request
+            # (a pipelined next request), then what waits in the socket.
+            unread = self.h11.trailing_data[0]
             if kind == "reset":
+                unread += self.wire.peek()
                 self.wire.reset()
             else:
-                unread = self.wire.fin_close(handle.fault.close_notify)
-                if unread:
-                    self.state.unread += unread
-                    detail = detail or f"{len(unread)} unread bytes discarded"
+                unread += self.wire.fin_close(handle.fault.close_notify)
+            if unread:
+                self.state.unread += unread
+                detail = detail or f"{len(unread)} unread bytes discarded"
             self._record(handle, request, detail)
 
     async def _fire(self, handle: FaultHandle, request: Request | None, rendered: Rendered | None = None) -> bool:
@@ -251,11 +261,9 @@ class ConnectionLoop:
             if self.wire.write_shut:
                 return True
             handle = self._take("before_request", next_index=len(core.ledger.requests) + 1)
-            if handle is not None:
-                with core.lock:
-                    self.state.unread += self.wire.peek()
-                if await self._fire(handle, None):
-                    return False
+            # The bytes waiting are kept as unread by a drop (see _drop).
+            if handle is not None and await self._fire(handle, None):
+                return False
         return True
 
     async def _read_request(self) -> Request | None:
@@ -277,7 +285,12 @@ class ConnectionLoop:
                 at_boundary = conn.their_state is h11.IDLE and not conn.trailing_data[0]
                 if at_boundary and self.core.plan.handles and not await self._between_requests():
                     return None
-                data = await self.wire.receive(wait_first=at_boundary and bool(self.state.requests))
+                try:
+                    data = await self.wire.receive(wait_first=at_boundary and bool(self.state.requests))
+                except ConnectionResetError:
+                    if not at_boundary:
+                        self._record_cut_short(method, target, headers, b"".join(body))
+                    raise
                 if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
                     await self._read_after_half_close(data)
                     return None
@@ -293,6 +306,10 @@ class ConnectionLoop:
                 target = event.target.decode("ascii", "replace")
                 headers = _headers(event)
                 version = event.http_version.decode("ascii", "replace")
+                problem = _head_problem(event, headers, version, self.core.options.max_header_size)
+                if problem is not None:
+                    await self._reject(problem[0], problem[1], method, target, headers)
+                    return None
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if limit is not None and size > limit:
@@ -307,6 +324,15 @@ class ConnectionLoop:
             elif isinstance(event, h11.ConnectionClosed):
                 self._end(EndedBy.CLIENT_FIN)
                 return None
+
+    def _record_cut_short(self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+        """The client reset the connection mid-request: record what arrived, rejected unanswered."""
+        with self.core.lock:
+            self.state.unread += self.h11.trailing_data[0]
+            self.core.ledger.add_request(
+                self.state, method, target, headers, body, now(),
+                outcome=Outcome("rejected", detail="the client reset the connection mid-request"),
+            )
 
     async def _reject(self, status: int, reason: str, method: str, target: str, headers: tuple[tuple[str, str], ...]) -> None:
         """Answer a malformed request (400, 413 or 431) where HTTP allows, record it, and close."""
@@ -339,7 +365,7 @@ class ConnectionLoop:
                 drip = handle
             elif handle.fault.kind != "truncate" and await self._fire(handle, request):
                 return False
-        rendered = render(self._resolve(request), request)
+        rendered = render(await self._resolve(request), request)
         if handle is not None and handle.fault.kind == "truncate":
             return not await self._fire(handle, request, rendered)
         data = rendered.wire
@@ -390,9 +416,17 @@ class ConnectionLoop:
         if pieces:
             await self.wire.send_all(pieces[-1])
 
-    def _resolve(self, request: Request) -> Response:
+    async def _resolve(self, request: Request) -> Response:
+        """The response for ``request``: canned, from the handler (awaited if it is async), or default."""
         try:
-            return self.core.routes.resolve(request)
+            response = self.core.routes.resolve(request)
+            if inspect.isawaitable(response):
+                response = await response
+            if not isinstance(response, Response):
+                raise ConnfaultError(
+                    f"the handler returned {type(response).__name__}, not a pytest_connfault.Response"
+                )
+            return response
         except Exception as exc:  # noqa: BLE001 - the user's handler failed: a 500, not a dead server
             response, text = handler_error_response(exc)
             with self.core.lock:
@@ -421,7 +455,8 @@ class ConnectionLoop:
         """After a complete response: close as HTTP says, or get ready for the next request."""
         if not keep_alive:
             with self.core.lock:
-                self.state.unread += self.wire.fin_close()
+                # What the client sent after its last request (h11 holds it) is never served.
+                self.state.unread += self.h11.trailing_data[0] + self.wire.fin_close()
                 self._end_locked(EndedBy.SERVER_CLOSE)
             return False
         # A fresh parser per request (h11 only parses here; responses are rendered by us), fed
@@ -440,6 +475,24 @@ class ConnectionLoop:
 
 class _ConnectionOver(Exception):
     """Raised where a fault ended the connection deep in a step; the loop ends quietly."""
+
+
+def _head_problem(
+    event: h11.Request, headers: tuple[tuple[str, str], ...], version: str, limit: int
+) -> tuple[int, str] | None:
+    """What makes a parsed request head unacceptable beyond h11's own checks, as (status, reason)."""
+    if version not in ("1.0", "1.1"):
+        # RFC 9110 section 15.6.6: 505 for a major version the server does not support.
+        return 505, f"HTTP/{version} is not supported"
+    size = len(event.method) + len(event.target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers)
+    if size > limit:
+        # h11 bounds only a head that arrives in pieces; one that arrives whole is checked here.
+        return 431, f"request head over {limit} bytes"
+    names = {name.lower() for name, _ in headers}
+    if "content-length" in names and "transfer-encoding" in names:
+        # RFC 9112 section 6.1: a request with both is how requests are smuggled; refuse it.
+        return 400, "both Content-Length and Transfer-Encoding"
+    return None
 
 
 def _headers(event: Any) -> tuple[tuple[str, str], ...]:

@@ -327,13 +327,15 @@ class FaultFiring:
     fired_at: float
     detail: str = ""
     commanded: bool = False
+    #: Whether seeded chaos (``@pytest.mark.connfault("chaos", ...)``) chose this fault.
+    chaos: bool = False
 
     def __str__(self) -> str:
         where = f"connection {self.connection_id}"
         if self.request_index is not None:
             where += f", request {self.request_index}"
         extra = f" ({self.detail})" if self.detail else ""
-        return f"{self.kind}@{self.at} on {where}{extra}"
+        return f"{self.kind}@{self.at} on {where}{extra}" + (" [chaos]" if self.chaos else "")
 
 
 class FaultHandle:

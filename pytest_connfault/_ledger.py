@@ -7,8 +7,10 @@ is sent, and a fault is recorded only once it is on the wire.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 from ._faults import FaultFiring
 
@@ -78,6 +80,10 @@ class Request:
     outcome: Outcome
     received_at: float
     http_version: str = "1.1"
+    #: Behind a ``FaultProxy``: the upstream's status for this request (None: no upstream answer).
+    upstream_status: int | None = None
+    #: Behind a ``FaultProxy``: the id of the upstream connection that carried it (None: none did).
+    upstream_connection: int | None = None
 
     @property
     def path(self) -> str:
@@ -96,6 +102,11 @@ class Request:
         return (
             f"request {self.index} (#{self.index_on_connection} on connection {self.connection_id}): "
             f"{self.method} {self.target} -> {self.outcome}"
+            + (
+                f" (upstream {self.upstream_status or 'no answer'} on upstream connection {self.upstream_connection})"
+                if self.upstream_connection is not None
+                else ""
+            )
         )
 
 
@@ -209,18 +220,11 @@ class Ledger:
 
     def settle(self, conn: ConnectionState, request: Request, outcome: Outcome) -> Request:
         """Replace a request's record with one that carries its final outcome."""
-        settled = Request(
-            index=request.index,
-            index_on_connection=request.index_on_connection,
-            connection_id=request.connection_id,
-            method=request.method,
-            target=request.target,
-            headers=request.headers,
-            body=request.body,
-            outcome=outcome,
-            received_at=request.received_at,
-            http_version=request.http_version,
-        )
+        return self.update(conn, request, outcome=outcome)
+
+    def update(self, conn: ConnectionState, request: Request, **changes: Any) -> Request:
+        """Replace a request's record with a copy that has ``changes`` (the caller holds the lock)."""
+        settled = dataclasses.replace(request, **changes)
         self.requests[request.index - 1] = settled
         conn.requests[request.index_on_connection - 1] = settled
         return settled

@@ -10,7 +10,7 @@ response says ``Connection: close``, or the request is HTTP/1.0.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Callable, Union
@@ -100,7 +100,7 @@ class Response:
         return b"".join(self.pieces)
 
 
-Handler = Callable[["Request"], Response]
+Handler = Callable[["Request"], Union[Response, Awaitable[Response]]]
 
 
 def _has_body(status: int) -> bool:
@@ -169,16 +169,15 @@ class Routes:
     def set(self, path: str, response: Response, method: str | None = None) -> None:
         self._by_path[(method.upper() if method else None, path)] = response
 
-    def resolve(self, request: Request) -> Response:
+    def resolve(self, request: Request) -> Response | Awaitable[Response]:
+        """The canned response for the request's path, else the handler's answer, else the default.
+
+        An async handler's answer is returned un-awaited; the connection loop awaits it.
+        """
         path = request.path
         found = self._by_path.get((request.method, path)) or self._by_path.get((None, path))
         if found is not None:
             return found
         if self.handler is not None:
-            result = self.handler(request)
-            if not isinstance(result, Response):
-                raise ConnfaultError(
-                    f"the handler returned {type(result).__name__}, not a pytest_connfault.Response"
-                )
-            return result
+            return self.handler(request)
         return DEFAULT_RESPONSE

@@ -215,13 +215,15 @@ class FaultServer:
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tg.start_soon(self._serve_connection, sock, address[1])
+            with self._core.lock:
+                # Numbered here, in accept order: the tasks may start in another (trio shuffles).
+                state = self._core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
+            tg.start_soon(self._serve_connection, sock, state)
 
-    async def _serve_connection(self, sock: socket.socket, client_port: int) -> None:
+    async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
         core = self._core
         wire = Wire(sock) if self.tls_context is None else TlsWire(sock, self.tls_context)
         with core.lock:
-            state = core.ledger.open_connection(client_port, now(), tls=self.tls_context is not None)
             state.wire = wire
             core.live[state.id] = state
         try:

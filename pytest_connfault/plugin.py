@@ -50,6 +50,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=BACKEND_HELP + " (overrides the connfault_backend ini key)",
     )
     parser.addini("connfault_backend", BACKEND_HELP, default="asyncio")
+    group.addoption(
+        "--connfault-chaos",
+        type=float,
+        default=None,
+        metavar="RATE",
+        help="seeded chaos: arm random faults on a fraction RATE (0-1) of the requests of every "
+        "connfault_server/connfault_proxy (tests with a connfault('chaos') marker keep theirs)",
+    )
+    group.addoption(
+        "--connfault-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the seed of connfault chaos, to replay a failing run (default: a random one, shown "
+        "in the failing test's report)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -59,6 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"connfault_backend = {backend!r} (ini) is not a backend; choose one of: {', '.join(BACKENDS)}"
         )
+    rate = config.getoption("connfault_chaos", None)
+    if rate is not None and not 0 <= rate <= 1:
+        raise pytest.UsageError(f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1")
     retain_loops()
 
 
@@ -92,10 +111,19 @@ def _marker_faults(mark: pytest.Mark) -> list[Fault]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    marks = list(metafunc.definition.iter_markers("connfault"))
+    from ._chaos import chaos_from_mark, is_chaos_mark
+
+    where = metafunc.definition.nodeid
+    all_marks = list(metafunc.definition.iter_markers("connfault"))
+    marks = [mark for mark in all_marks if not is_chaos_mark(mark)]
+    for mark in all_marks:
+        if is_chaos_mark(mark):
+            try:
+                chaos_from_mark(mark, 0)
+            except (FaultSpecError, TypeError) as exc:
+                pytest.fail(f"{where}: @pytest.mark.connfault('chaos'): {exc}", pytrace=False)
     if not marks:
         return
-    where = metafunc.definition.nodeid
     problem = None
     try:
         choices = [_marker_faults(mark) for mark in reversed(marks)]
@@ -103,7 +131,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         problem = str(exc).replace("__init__() ", "")
     if problem is not None:
         pytest.fail(f"{where}: @pytest.mark.connfault: {problem}", pytrace=False)
-    if not {"connfault_server", "connfault_tls_server"} & set(metafunc.fixturenames):
+    if not {"connfault_server", "connfault_tls_server", "connfault_proxy"} & set(metafunc.fixturenames):
         pytest.fail(
             f"{where}: @pytest.mark.connfault arms faults on the connfault_server (or "
             "connfault_tls_server) fixture, which this test does not use; add it to the test's arguments",
@@ -124,7 +152,9 @@ def _connfault_param(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None
 def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Fault]:
     if param is not None:
         return list(param)
-    marks = reversed(list(item.iter_markers("connfault")))
+    from ._chaos import is_chaos_mark
+
+    marks = reversed([mark for mark in item.iter_markers("connfault") if not is_chaos_mark(mark)])
     return [fault for mark in marks for fault in _marker_faults(mark)]
 
 
@@ -194,6 +224,7 @@ def connfault_server(
     server = connfault_server_factory()
     for fault in _faults_for(request.node, _connfault_param):
         server.inject(fault)
+    _arm_chaos(request, server)
     return server
 
 
@@ -264,7 +295,139 @@ def connfault_tls_server(
     server = connfault_server_factory(tls=True)
     for fault in _faults_for(request.node, _connfault_param):
         server.inject(fault)
+    _arm_chaos(request, server)
     return server
+
+
+# -- the proxy and chaos -------------------------------------------------------------------
+
+ProxyFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def connfault_proxy_factory(request: pytest.FixtureRequest, connfault_backend: str) -> Iterator[ProxyFactory]:
+    """Makes started :class:`~pytest_connfault.FaultProxy` s in front of an upstream; teardown stops them.
+
+    Scope: function. Type: ``Callable[..., FaultProxy]``: ``connfault_proxy_factory(upstream,
+    **options)`` with ``upstream`` a URL (``"http://127.0.0.1:8000"``) and :class:`FaultProxy`'s
+    options (``upstream_errors``, ``upstream_ssl_context``, ``preserve_host``, ``tls``,
+    ``backend``, limits). Default backend: the ``connfault_backend`` fixture; ``tls=True`` serves
+    the client side over HTTPS with ``connfault_server_ssl_context``. If a proxy failed
+    internally, teardown fails the test with the traceback.
+    """
+    from ._proxy import FaultProxy
+
+    proxies: list[FaultProxy] = []
+    request.node.stash.setdefault(_servers_key, [])
+
+    def make(upstream: Any, **options: Any) -> FaultProxy:
+        options.setdefault("backend", connfault_backend)
+        if options.get("tls") is True:
+            options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
+        proxy = FaultProxy(_upstream_url(upstream), **options)
+        proxy.start()
+        proxies.append(proxy)
+        request.node.stash[_servers_key].append(proxy)
+        return proxy
+
+    yield make
+    errors: list[str] = []
+    for proxy in proxies:
+        try:
+            proxy.stop()
+        except ServerError as exc:
+            errors.append(str(exc))
+        errors.extend(proxy.errors)
+    if errors:
+        raise ServerError("the connfault proxy failed:\n" + "\n".join(errors))
+
+
+def _upstream_url(upstream: Any) -> str:
+    """An upstream given as a URL, or as a running server with a ``url`` attribute."""
+    url = upstream if isinstance(upstream, str) else getattr(upstream, "url", None)
+    if not isinstance(url, str):
+        raise TypeError(f"the upstream must be a URL or have a .url, not {upstream!r}")
+    return url
+
+
+@pytest.fixture
+def connfault_upstream() -> Any:
+    """The upstream ``connfault_proxy`` forwards to: override it in your conftest or test module.
+
+    Scope: function. Type: ``str`` (``"http://host:port"``), or a running server with a ``url``
+    attribute. Default: none; a test that uses ``connfault_proxy`` without overriding this
+    fixture (or parametrizing ``connfault_proxy`` indirectly) fails with a message saying so.
+    """
+    pytest.fail(
+        "connfault_proxy needs an upstream: override the connfault_upstream fixture to return its URL "
+        "(or a server with a .url), or parametrize connfault_proxy indirectly with the URL",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def connfault_proxy(
+    request: pytest.FixtureRequest,
+    connfault_proxy_factory: ProxyFactory,
+    _connfault_param: tuple[Fault, ...] | None,
+) -> Any:
+    """A running :class:`~pytest_connfault.FaultProxy` on ``127.0.0.1`` in front of the test's upstream.
+
+    Scope: function. Type: :class:`FaultProxy`. Default upstream: the ``connfault_upstream``
+    fixture. Parametrize it indirectly to choose per test:
+    ``@pytest.mark.parametrize("connfault_proxy", ["http://127.0.0.1:8000"], indirect=True)``,
+    or with a dict of :class:`FaultProxy` options (``{"upstream_errors": "502"}``, with or without
+    ``"upstream"``). The test's ``@pytest.mark.connfault`` faults (and chaos) are armed on its
+    client side, as on ``connfault_server``.
+    """
+    param = getattr(request, "param", None)
+    options: dict[str, Any] = dict(param) if isinstance(param, dict) else {}
+    upstream = options.pop("upstream", None) if param is None or isinstance(param, dict) else param
+    if upstream is None:
+        upstream = request.getfixturevalue("connfault_upstream")
+    proxy = connfault_proxy_factory(upstream, **options)
+    # Stop it (closing its upstream connections) before the upstream fixture's teardown, which
+    # may wait for them to close: the upstream was set up after the factory.
+    request.addfinalizer(proxy.stop)
+    for fault in _faults_for(request.node, _connfault_param):
+        proxy.inject(fault)
+    _arm_chaos(request, proxy)
+    return proxy
+
+
+_seed_key = pytest.StashKey[int]()
+_chaos_key = pytest.StashKey[list[Any]]()
+
+
+def _session_seed(config: pytest.Config) -> int:
+    """``--connfault-seed``, else one random seed for the whole session."""
+    option = config.getoption("connfault_seed", None)
+    if option is not None:
+        return int(option)
+    if _seed_key not in config.stash:
+        import random
+
+        config.stash[_seed_key] = random.SystemRandom().randrange(2**32)
+    return config.stash[_seed_key]
+
+
+def _arm_chaos(request: pytest.FixtureRequest, server: FaultServer) -> None:
+    """Arm the test's chaos on ``server``: its ``connfault("chaos", ...)`` marker, else ``--connfault-chaos``.
+
+    The seed: the marker's ``seed=``, else ``--connfault-seed``, else the session's random one.
+    """
+    from ._chaos import Chaos, arm_chaos, chaos_from_mark, is_chaos_mark
+
+    mark = next((m for m in request.node.iter_markers("connfault") if is_chaos_mark(m)), None)
+    seed = _session_seed(request.config)
+    if mark is not None:
+        chaos = chaos_from_mark(mark, seed)
+    else:
+        rate = request.config.getoption("connfault_chaos", None)
+        if rate is None:
+            return
+        chaos = Chaos(rate, seed)
+    request.node.stash.setdefault(_chaos_key, []).append(arm_chaos(server, chaos))
 
 
 # -- reports ------------------------------------------------------------------------------
@@ -285,4 +448,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             if handler_errors:
                 text += "\n\nhandler exceptions (answered with 500):\n" + "\n".join(handler_errors)
             report.sections.append((title, text))
+        if item.stash.get(_chaos_key, None):
+            from ._chaos import chaos_report
+
+            for handle in item.stash[_chaos_key]:
+                report.sections.append(("connfault chaos", chaos_report(handle, item.nodeid)))
     return report

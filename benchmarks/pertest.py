@@ -1,0 +1,164 @@
+"""(2) Per-test cost through pytest: generated test files, one ``http.client`` GET per test.
+
+Each sample is one ``pytest`` subprocess on one generated file in a temporary directory (its own
+``pytest.ini``, so the project's settings do not apply; every installed plugin autoloads alike).
+The cost of a variant per test is ``(wall - wall of as many empty tests) / tests``. A fresh
+pytest-httpserver costs about half a second per test, so it runs ``fresh_tests`` tests, against
+its own empty baseline of the same size.
+
+Bars: a fresh ``connfault_server`` costs at most what the shared session ``httpserver`` costs
+(ratio <= 1.0), and at least 100x less than a fresh pytest-httpserver ``HTTPServer``.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._common import Config, Section, interleaved, median, spread, worker_env
+
+CLIENT = '''\
+import http.client
+
+
+def get(host, port):
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, (response.status, body)
+    finally:
+        conn.close()
+
+'''
+
+CONFTEST = '''\
+import pytest
+
+
+@pytest.fixture(scope="session")
+def httpserver_listen_address():
+    return ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def fresh_httpserver():
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+'''
+
+#: Only the plugins the variants use are loaded (autoload off): the start-up of unrelated plugins
+#: (hypothesis alone takes about a second here) would only add noise to what cancels out anyway.
+PLUGINS = ["-p", "pytest_connfault.plugin", "-p", "pytest_httpserver.pytest_plugin"]
+
+BODIES = {
+    "empty": ("", "    pass\n"),
+    "connfault": ("connfault_server", "    get(connfault_server.host, connfault_server.port)\n"),
+    "httpserver-shared": (
+        "httpserver",
+        '    httpserver.expect_request("/").respond_with_data("ok\\n")\n'
+        "    get(httpserver.host, httpserver.port)\n",
+    ),
+    "httpserver-fresh": (
+        "fresh_httpserver",
+        '    fresh_httpserver.expect_request("/").respond_with_data("ok\\n")\n'
+        "    get(fresh_httpserver.host, fresh_httpserver.port)\n",
+    ),
+}
+
+
+def write_suite(directory: Path, tests: int, fresh_tests: int) -> dict[str, tuple[Path, list[str]]]:
+    """The generated files: variant -> (file, extra pytest arguments)."""
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    (directory / "conftest.py").write_text(CONFTEST)
+    files: dict[str, tuple[Path, list[str]]] = {}
+    plan = {
+        "empty": ("empty", tests, []),
+        "empty-small": ("empty", fresh_tests, []),
+        "connfault-asyncio": ("connfault", tests, ["--connfault-backend=asyncio"]),
+        "connfault-trio": ("connfault", tests, ["--connfault-backend=trio"]),
+        "httpserver-shared": ("httpserver-shared", tests, []),
+        "httpserver-fresh": ("httpserver-fresh", fresh_tests, []),
+    }
+    for variant, (body_kind, count, args) in plan.items():
+        argument, body = BODIES[body_kind]
+        path = directory / f"test_{variant.replace('-', '_')}.py"
+        parts = [CLIENT]
+        for number in range(count):
+            parts.append(f"\ndef test_{number}({argument}):\n{body}")
+        path.write_text("".join(parts))
+        files[variant] = (path, args)
+    return files
+
+
+def run_pytest(directory: Path, path: Path, args: list[str], timeout: float = 300) -> tuple[float, float]:
+    """Wall and CPU time (user+sys) of one pytest run of ``path``; raises unless every test passed."""
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS, *args, path.name]
+    env = worker_env()
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    proc = subprocess.run(command, cwd=str(directory), capture_output=True, text=True, timeout=timeout, env=env)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pytest {path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
+    return wall, cpu
+
+
+def run(config: Config) -> Section:
+    section = Section(f"2. per test through pytest ({config.tests} tests; fresh pytest-httpserver: "
+                      f"{config.fresh_tests})")
+    with tempfile.TemporaryDirectory(prefix="connfault-bench-") as name:
+        directory = Path(name)
+        files = write_suite(directory, config.tests, config.fresh_tests)
+        run_pytest(directory, *files["empty-small"])  # warm the bytecode caches once
+        times = interleaved(config, list(files), lambda v: run_pytest(directory, *files[v]))
+    walls = {v: [t[0] for t in samples] for v, samples in times.items()}
+    cpus = {v: [t[1] for t in samples] for v, samples in times.items()}
+    empty = median(walls["empty"])
+
+    def per_test(variant: str, which: dict[str, list[float]] = walls) -> list[float]:
+        small = variant == "httpserver-fresh"
+        base = median(which["empty-small" if small else "empty"])
+        count = config.fresh_tests if small else config.tests
+        return [(value - base) / count for value in which[variant]]
+
+    shared = median(per_test("httpserver-shared"))
+    fresh = median(per_test("httpserver-fresh"))
+    section.add("empty tests (the baseline)", empty / config.tests * 1000, "ms/test",
+                f"whole run {empty:.2f} s; {spread(walls['empty'])} s")
+    for variant in ("connfault-asyncio", "connfault-trio"):
+        cost = median(per_test(variant))
+        detail = f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test"
+        section.add(f"fresh connfault_server ({variant.split('-')[1]}) + GET", cost * 1000, "ms/test", detail)
+        ratio = cost / shared
+        cpu_ratio = median(per_test(variant, cpus)) / median(per_test("httpserver-shared", cpus))
+        section.add(f"  ratio to shared httpserver ({variant.split('-')[1]})", ratio, "x",
+                    f"{cost * 1000:.2f} / {shared * 1000:.2f} ms; by CPU time {cpu_ratio:.2f}x", "<= 1.0",
+                    ratio <= 1.0)
+        cheaper = fresh / cost if cost > 0 else float("inf")
+        section.add(f"  cheaper than fresh pytest-httpserver ({variant.split('-')[1]})", cheaper, "x",
+                    f"{fresh * 1000:.0f} / {cost * 1000:.2f} ms", ">= 100x", cheaper >= 100)
+    for label, variant in (("shared session httpserver + GET", "httpserver-shared"),
+                           ("fresh pytest-httpserver HTTPServer + GET", "httpserver-fresh")):
+        section.add(label, median(per_test(variant)) * 1000, "ms/test",
+                    f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test")
+    section.notes.append(
+        "ms/test is wall time over empty tests of the same count (pytest's start-up cancels out); CPU is "
+        "user+sys of the pytest process, less sensitive to other load on the machine. Plugin autoload is "
+        "off; only pytest-connfault and pytest-httpserver are loaded, in every variant."
+    )
+    return section

@@ -1,0 +1,148 @@
+"""Faults during the TLS handshake, and what each client makes of them.
+
+``at="handshake"`` fires once the client's ClientHello has arrived and before any byte of the
+ServerHello: an RST, garbage where the ServerHello belongs, or a stall (the client's connect
+timeout must fire). The fault fires once, so the same client's next request succeeds on a new
+connection, which the ledger shows. The last test is the negative control: a client that does not
+trust the session CA cannot connect at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import aiohttp
+import httpx
+import pytest
+import requests
+import trio
+import urllib3
+
+from pytest_connfault import FaultServer
+
+CONNECT_TIMEOUT = 0.3
+
+
+def via_httpx(url: str, ssl_context: Any, bundle: str) -> int:
+    with httpx.Client(verify=ssl_context, timeout=httpx.Timeout(5, connect=CONNECT_TIMEOUT)) as client:
+        return client.get(url).status_code
+
+
+def via_httpx_async(url: str, ssl_context: Any, bundle: str, run: Callable[..., Any] | None = None) -> int:
+    async def fetch() -> int:
+        timeout = httpx.Timeout(5, connect=CONNECT_TIMEOUT)
+        async with httpx.AsyncClient(verify=ssl_context, timeout=timeout) as client:
+            return (await client.get(url)).status_code
+
+    return int(asyncio.run(fetch()) if run is None else run(fetch))
+
+
+def via_httpx_trio(url: str, ssl_context: Any, bundle: str) -> int:
+    return via_httpx_async(url, ssl_context, bundle, run=trio.run)
+
+
+def via_requests(url: str, ssl_context: Any, bundle: str) -> int:
+    with requests.Session() as session:
+        return session.get(url, verify=bundle, timeout=(CONNECT_TIMEOUT, 5)).status_code
+
+
+def via_urllib3(url: str, ssl_context: Any, bundle: str) -> int:
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=5)
+    with urllib3.PoolManager(ca_certs=bundle, timeout=timeout, retries=False) as manager:
+        return manager.request("GET", url).status
+
+
+def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> int:
+    async def fetch() -> int:
+        timeout = aiohttp.ClientTimeout(total=5, sock_connect=CONNECT_TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(url, ssl=ssl_context) as response:
+                await response.read()
+                return response.status
+
+    return asyncio.run(fetch())
+
+
+CLIENTS: dict[str, Callable[[str, Any, str], int]] = {
+    "httpx": via_httpx,
+    "httpx-asyncio": via_httpx_async,
+    "httpx-trio": via_httpx_trio,
+    "requests": via_requests,
+    "urllib3": via_urllib3,
+    "aiohttp": via_aiohttp,
+}
+
+#: What each client raises, measured (httpx 0.28, requests 2.34, urllib3 2.8, aiohttp 3.14).
+#: Note urllib3 (and so requests) report a stalled handshake as a *read* timeout, although the
+#: connect timeout is the one that ran out ("Read timed out. (read timeout=0.3)").
+EXPECTED: dict[str, dict[str, type[BaseException]]] = {
+    "reset": {
+        "httpx": httpx.ConnectError,
+        "httpx-asyncio": httpx.ConnectError,
+        "httpx-trio": httpx.ConnectError,
+        "requests": requests.ConnectionError,
+        "urllib3": urllib3.exceptions.ProtocolError,
+        "aiohttp": aiohttp.ClientConnectorError,
+    },
+    "garbage": {
+        "httpx": httpx.ConnectError,
+        "httpx-asyncio": httpx.ConnectError,
+        "httpx-trio": httpx.ConnectError,
+        "requests": requests.exceptions.SSLError,
+        "urllib3": urllib3.exceptions.SSLError,
+        "aiohttp": aiohttp.ClientConnectorSSLError,
+    },
+    "stall": {
+        "httpx": httpx.ConnectTimeout,
+        "httpx-asyncio": httpx.ConnectTimeout,
+        "httpx-trio": httpx.ConnectTimeout,
+        "requests": requests.ReadTimeout,
+        "urllib3": urllib3.exceptions.ReadTimeoutError,
+        "aiohttp": aiohttp.ServerTimeoutError,
+    },
+}
+
+
+@pytest.mark.parametrize("client", list(CLIENTS))
+@pytest.mark.parametrize("kind", list(EXPECTED))
+def test_handshake_fault_fails_the_request_and_the_next_one_connects(
+    connfault_tls_server: FaultServer,
+    connfault_client_ssl_context: Any,
+    connfault_ca_bundle: str,
+    kind: str,
+    client: str,
+) -> None:
+    """reset, garbage or a stall at the handshake fail that request (connect error or timeout); the next succeeds."""
+    handle = connfault_tls_server.inject(kind, at="handshake")
+    fetch = CLIENTS[client]
+    with pytest.raises(EXPECTED[kind][client]):
+        fetch(connfault_tls_server.url + "/first", connfault_client_ssl_context, connfault_ca_bundle)
+    assert handle.wait(timeout=5).at == "handshake"
+    assert fetch(connfault_tls_server.url + "/second", connfault_client_ssl_context, connfault_ca_bundle) == 200
+    first = connfault_tls_server.connection(1)
+    assert (first.requests, [f.kind for f in first.faults]) == ((), [kind])
+    assert [(r.target, r.connection_id) for r in connfault_tls_server.requests] == [("/second", 2)]
+
+
+#: What a client that does not trust the CA raises (its default trust store only).
+UNTRUSTED: dict[str, tuple[Callable[[str], Any], type[BaseException]]] = {
+    "httpx": (lambda url: httpx.get(url), httpx.ConnectError),
+    "requests": (lambda url: requests.get(url, timeout=5), requests.exceptions.SSLError),
+    "urllib3": (lambda url: urllib3.request("GET", url, retries=False), urllib3.exceptions.SSLError),
+    "aiohttp": (lambda url: asyncio.run(_aiohttp_default_trust(url)), aiohttp.ClientConnectorCertificateError),
+}
+
+
+async def _aiohttp_default_trust(url: str) -> None:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        await response.read()
+
+
+@pytest.mark.parametrize("client", list(UNTRUSTED))
+def test_client_without_the_ca_cannot_connect(connfault_tls_server: FaultServer, client: str) -> None:
+    """Negative control: with only its default trust store a client fails the handshake, and no request arrives."""
+    fetch, error = UNTRUSTED[client]
+    with pytest.raises(error, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        fetch(connfault_tls_server.url + "/")
+    assert connfault_tls_server.requests == []

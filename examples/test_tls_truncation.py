@@ -1,0 +1,135 @@
+"""A body cut short by an abrupt TLS close: framed bodies are caught, close-delimited ones are not.
+
+Over TLS a server ends a connection cleanly with the ``close_notify`` alert, then FIN. An
+attacker (or a crash) can end it with a bare FIN instead. RFC 9112 section 9.8 says what follows:
+a client should treat a response as complete after such an incomplete close only if it got all of
+its ``Content-Length`` or the last chunk; "a response that has neither chunked transfer coding nor
+Content-Length is complete only if a valid closure alert has been received".
+
+So a framed body cut short must be an error, and every client here reports one. A close-delimited
+body cut short is indistinguishable from a whole one except for the missing alert, and today
+httpx, requests, urllib3 and aiohttp all return the partial body as if it were whole: the tests
+below pin that down (measured), so that a client that starts to honour section 9.8 shows up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import aiohttp
+import httpx
+import pytest
+import requests
+import trio
+import urllib3
+
+from pytest_connfault import FaultServer, Response
+
+BODY = b"0123456789" * 10
+CUT = 40
+
+
+def via_httpx(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
+    with httpx.Client(verify=ssl_context, timeout=5) as client:
+        response = client.get(url)
+        return response.status_code, response.content
+
+
+def via_httpx_async(url: str, ssl_context: Any, bundle: str, trio_run: bool = False) -> tuple[int, bytes]:
+    async def fetch() -> tuple[int, bytes]:
+        async with httpx.AsyncClient(verify=ssl_context, timeout=5) as client:
+            response = await client.get(url)
+            return response.status_code, response.content
+
+    return trio.run(fetch) if trio_run else asyncio.run(fetch())
+
+
+def via_requests(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
+    with requests.Session() as session:
+        response = session.get(url, verify=bundle, timeout=5)
+        return response.status_code, response.content
+
+
+def via_urllib3(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
+    with urllib3.PoolManager(ca_certs=bundle, timeout=5, retries=False) as manager:
+        response = manager.request("GET", url)
+        return response.status, response.data
+
+
+def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
+    async def fetch() -> tuple[int, bytes]:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(url, ssl=ssl_context) as response:
+                return response.status, await response.read()
+
+    return asyncio.run(fetch())
+
+
+CLIENTS: dict[str, Callable[[str, Any, str], tuple[int, bytes]]] = {
+    "httpx": via_httpx,
+    "httpx-asyncio": via_httpx_async,
+    "httpx-trio": lambda url, context, bundle: via_httpx_async(url, context, bundle, trio_run=True),
+    "requests": via_requests,
+    "urllib3": via_urllib3,
+    "aiohttp": via_aiohttp,
+}
+
+#: What each client raises for a framed body cut short (measured).
+INCOMPLETE: dict[str, type[BaseException]] = {
+    "httpx": httpx.RemoteProtocolError,
+    "httpx-asyncio": httpx.RemoteProtocolError,
+    "httpx-trio": httpx.RemoteProtocolError,
+    "requests": requests.exceptions.ChunkedEncodingError,
+    "urllib3": urllib3.exceptions.ProtocolError,
+    "aiohttp": aiohttp.ClientPayloadError,
+}
+
+
+@pytest.fixture
+def fetch(
+    request: pytest.FixtureRequest, connfault_client_ssl_context: Any, connfault_ca_bundle: str
+) -> Callable[[str], tuple[int, bytes]]:
+    """GET a URL with the client this case is about, trusting the session CA."""
+    client = CLIENTS[request.param]
+    return lambda url: client(url, connfault_client_ssl_context, connfault_ca_bundle)
+
+
+every_client = pytest.mark.parametrize("fetch", list(CLIENTS), indirect=True)
+
+
+@every_client
+def test_close_delimited_body_with_close_notify_is_whole(
+    connfault_tls_server: FaultServer, fetch: Callable[[str], tuple[int, bytes]]
+) -> None:
+    """The reference: a close-delimited body ended by close_notify then FIN arrives whole."""
+    connfault_tls_server.respond("/", Response(body=BODY, close_delimited=True))
+    assert fetch(connfault_tls_server.url + "/") == (200, BODY)
+
+
+@every_client
+def test_close_delimited_body_cut_abruptly_is_returned_as_if_whole(
+    connfault_tls_server: FaultServer, fetch: Callable[[str], tuple[int, bytes]]
+) -> None:
+    """RFC 9112 section 9.8 is not honoured today: a close-delimited body cut by a bare FIN comes back as whole."""
+    connfault_tls_server.respond("/", Response(body=BODY, close_delimited=True))
+    handle = connfault_tls_server.inject("truncate", body_bytes=CUT, close_notify=False)
+    status, body = fetch(connfault_tls_server.url + "/")
+    assert handle.fired == 1
+    assert (status, body) == (200, BODY[:CUT]), (
+        "this client now refuses (or completes) a close-delimited body cut without close_notify: "
+        "RFC 9112 section 9.8 honoured; update this measurement"
+    )
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@every_client
+def test_framed_body_cut_abruptly_is_an_error(
+    connfault_tls_server: FaultServer, fetch: Callable[[str], tuple[int, bytes]], framing: str, request: Any
+) -> None:
+    """A Content-Length or chunked body cut by a bare FIN is reported as incomplete by every client."""
+    chunked = framing == "chunked"
+    connfault_tls_server.respond("/", body=[BODY[:50], BODY[50:]] if chunked else BODY, chunked=chunked)
+    connfault_tls_server.inject("truncate", body_bytes=CUT, close_notify=False)
+    with pytest.raises(INCOMPLETE[request.node.callspec.params["fetch"]]):
+        fetch(connfault_tls_server.url + "/")

@@ -1,0 +1,661 @@
+"""FaultProxy: the fault-injecting server in front of a real upstream, with its own upstream pool.
+
+A :class:`FaultProxy` is a :class:`FaultServer` whose handler forwards each request to the
+upstream over the proxy's own keep-alive connections (an h11 client on the same anyio loop). So
+every client-side fault, selector, command and the marker work unchanged, and the ledger is the
+same. The two sides are independent: the client's connections and the upstream's are opened,
+reused and dropped separately, as behind any reverse proxy.
+
+Responses are read whole from the upstream, then answered to the client (the server renders every
+byte, which is what lets the client-side faults cut at exact offsets). Hop-by-hop headers
+(RFC 9110 section 7.6.1) are not forwarded; ``Host`` is the upstream's unless ``preserve_host``;
+the body is re-framed with ``Content-Length`` on the way up, and kept chunked (with the upstream's
+chunk boundaries) or ``Content-Length`` on the way down.
+
+When the upstream connection drops before a whole response (for real, or through
+:meth:`FaultProxy.inject_upstream`), ``upstream_errors`` decides what the client sees:
+
+- ``"mirror"`` (default): the same drop, at the same point: the client gets what had arrived
+  (nothing, the head, or part of the body) and then an RST (upstream reset) or a FIN (upstream
+  close): exactly what it would have seen talking to the upstream directly;
+- ``"502"``: a ``502 Bad Gateway`` answer on a connection that stays alive, as nginx answers.
+
+A reused upstream connection found dead before any response byte (the upstream closed it while
+idle) is retried once on a new connection, as reverse proxies do; that never reaches the client.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import h11
+
+from ._errors import ConnfaultError, FaultSpecError
+from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
+from ._ledger import ConnectionState, EndedBy, Outcome, Request
+from ._responses import Response, render
+from ._server import COMMAND_TIMEOUT, FaultServer
+from ._tls_wire import TlsWire
+from ._wire import Wire
+
+#: Headers that describe one connection, not the message (RFC 9110 section 7.6.1): never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+#: What an upstream fault can do, and when (``proxy.inject_upstream``).
+UPSTREAM_KINDS = ("reset", "close")
+UPSTREAM_MOMENTS = {
+    "before_response": "the request is sent upstream, no byte of the answer read",
+    "after_headers": "the upstream's status line and headers have arrived, no body",
+    "mid_body": "`body_bytes` of the upstream's body have arrived (default half)",
+    "after_response": "the upstream's answer is complete: its idle keep-alive connection drops",
+}
+
+#: How an upstream connection ended (``UpstreamConnection.ended_by``).
+UPSTREAM_ENDINGS = {
+    "upstream_close": "the upstream closed it (FIN, or Connection: close)",
+    "upstream_reset": "the upstream reset it",
+    "fault": "an upstream fault dropped it (proxy.inject_upstream)",
+    "command": "proxy.reset_upstream_idle() or close_upstream_idle()",
+    "error": "the upstream broke HTTP, or timed out",
+    "shutdown": "the proxy stopped",
+}
+
+ERROR_MODES = ("mirror", "502")
+
+
+@dataclass(frozen=True)
+class UpstreamConnection:
+    """One connection from the proxy to its upstream.
+
+    This type has no public constructor; you get one from ``proxy.upstream_connections`` or the
+    upstream commands (``proxy.reset_upstream_idle()``).
+
+    Attributes:
+        id: 1, 2, ... in the order the proxy opened them (``Request.upstream_connection``).
+        local_port: the proxy's port on it (the upstream's view of its client).
+        ended_by: one of :data:`UPSTREAM_ENDINGS`, or None while open.
+        requests: the indices of the client requests it carried, in order.
+        faults: the upstream faults fired on it.
+    """
+
+    id: int
+    local_port: int
+    opened_at: float
+    closed_at: float | None
+    ended_by: str | None
+    requests: tuple[int, ...]
+    faults: tuple[FaultFiring, ...]
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the proxy still holds the connection."""
+        return self.closed_at is None
+
+    def __str__(self) -> str:
+        state = "open" if self.closed_at is None else f"ended by {self.ended_by}"
+        return f"upstream connection {self.id} (local port {self.local_port}, {len(self.requests)} requests, {state})"
+
+
+class _Link:
+    """A live upstream connection; touched on the loop thread only (records under the lock)."""
+
+    def __init__(self, id: int, wire: Wire, local_port: int) -> None:
+        self.id = id
+        self.wire = wire
+        self.local_port = local_port
+        self.opened_at = now()
+        self.closed_at: float | None = None
+        self.ended_by: str | None = None
+        self.requests: list[int] = []
+        self.faults: list[FaultFiring] = []
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    def snapshot(self) -> UpstreamConnection:
+        return UpstreamConnection(
+            self.id, self.local_port, self.opened_at, self.closed_at, self.ended_by,
+            tuple(self.requests), tuple(self.faults),
+        )
+
+
+class _ClientTlsWire(TlsWire):
+    """The client side of TLS on the same sans-IO wire (the proxy talking to an HTTPS upstream)."""
+
+    __slots__ = ()
+
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, hostname: str) -> None:
+        super().__init__(sock, context)
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=hostname)
+
+
+@dataclass
+class _Partial:
+    """What arrived from the upstream for one request."""
+
+    status: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    pieces: list[bytes] | None = None
+    chunked: bool = False
+    complete: bool = False
+
+    @property
+    def body_size(self) -> int:
+        return sum(len(p) for p in self.pieces or ())
+
+    def cut(self, size: int) -> _Partial:
+        """The same answer with only the first ``size`` body bytes."""
+        kept: list[bytes] = []
+        for piece in self.pieces or ():
+            if size <= 0:
+                break
+            kept.append(piece[:size])
+            size -= len(kept[-1])
+        return _Partial(self.status, self.headers, kept, self.chunked, False)
+
+    def response(self) -> Response:
+        """The client's answer: hop-by-hop headers dropped, the upstream's framing kept."""
+        headers = strip_hop_by_hop(self.headers)
+        pieces = [p for p in self.pieces or () if p]
+        if self.chunked:
+            return Response(self.status or 502, pieces, headers=headers, chunked=True, content_type="")
+        return Response(self.status or 502, b"".join(pieces), headers=headers, content_type="")
+
+
+class _UpstreamDropped(Exception):
+    """The upstream connection ended before a whole answer."""
+
+    def __init__(self, kind: str, partial: _Partial, simulated: bool) -> None:
+        super().__init__(kind)
+        self.kind = kind
+        self.partial = partial
+        self.simulated = simulated
+
+    @property
+    def at(self) -> str:
+        if self.partial.status is None:
+            return "before_response"
+        return "mid_body" if self.partial.body_size else "after_headers"
+
+
+class _UpstreamBroken(Exception):
+    """The upstream answered something that is not HTTP, or timed out: a 502/504 in every mode."""
+
+
+def strip_hop_by_hop(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """``headers`` without the hop-by-hop ones, including those the ``Connection`` header names."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+    }
+    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
+
+
+def _stale(sock: socket.socket) -> str | None:
+    """Why an idle upstream socket cannot be reused (the upstream closed or reset it), or None."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return "upstream_reset"
+    # EOF; or bytes nobody asked for, after which the connection's framing is lost anyway
+    return "upstream_close" if not data else "error"
+
+
+class FaultProxy(FaultServer):
+    """A :class:`FaultServer` that forwards every request to ``upstream`` and answers with its reply.
+
+    Everything of the server works on the client side unchanged: ``inject``, the marker, the
+    ``*_idle()`` commands, ``release()``, ``respond()`` (a canned answer for a path, which is then
+    not forwarded), the ledger. Each :class:`~pytest_connfault.Request` also records
+    ``upstream_status`` and ``upstream_connection``; ``proxy.upstream_connections`` is the
+    upstream side's ledger.
+
+    Args:
+        upstream: ``"http://host:port"`` or ``"https://host:port"``, optionally with a path
+            prefix (``"http://127.0.0.1:8000/api"`` sends ``/items`` as ``/api/items``).
+        host, port, backend, tls: the client side, as for :class:`FaultServer`.
+        upstream_ssl_context: for an ``https://`` upstream, the client context that trusts it
+            (default: ``ssl.create_default_context()``).
+        upstream_errors: what the client sees when the upstream connection drops before a
+            whole answer: ``"mirror"`` (default; the same drop at the same point) or ``"502"``.
+        preserve_host: forward the client's ``Host`` header instead of the upstream's authority.
+        upstream_timeout: seconds an upstream answer may take before the client gets a 504
+            (default None: wait as long as the upstream takes).
+        **options: further :class:`~pytest_connfault.ServerOptions` fields. The ledger must keep
+            request bodies whole (they are forwarded from it), so ``ledger_body_limit`` is refused.
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        upstream_ssl_context: ssl.SSLContext | None = None,
+        upstream_errors: str = "mirror",
+        preserve_host: bool = False,
+        upstream_timeout: float | None = None,
+        **options: Any,
+    ) -> None:
+        for refused in ("handler", "app", "ledger_body_limit"):
+            if options.get(refused) is not None:
+                raise ConnfaultError(f"a FaultProxy forwards every request; it takes no {refused}=")
+        parts = urlsplit(upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ConnfaultError(f"upstream must be http://host:port or https://host:port, not {upstream!r}")
+        if upstream_errors not in ERROR_MODES:
+            raise ConnfaultError(f"upstream_errors must be one of {ERROR_MODES}, not {upstream_errors!r}")
+        super().__init__(host, port, handler=self._forward, **options)
+        #: The upstream URL, as given.
+        self.upstream = upstream
+        self.upstream_errors = upstream_errors
+        self.preserve_host = preserve_host
+        self.upstream_timeout = upstream_timeout
+        self._up_host = parts.hostname
+        self._up_port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._up_authority = parts.netloc.rsplit("@", 1)[-1]
+        self._up_prefix = parts.path.rstrip("/")
+        self._up_tls: ssl.SSLContext | None = None
+        if parts.scheme == "https":
+            self._up_tls = upstream_ssl_context or ssl.create_default_context()
+        # Resolved here, in the caller's thread: on the loop it would take a resolver thread.
+        info = socket.getaddrinfo(self._up_host, self._up_port, type=socket.SOCK_STREAM)[0]
+        self._up_address: tuple[Any, ...] = (info[0], info[4])
+        self._up_plan = FaultPlan()
+        self._links: list[_Link] = []
+        self._idle: list[_Link] = []
+
+    def __repr__(self) -> str:
+        text = super().__repr__().replace("<FaultServer", "<FaultProxy", 1)
+        with self._core.lock:
+            opened = len(self._links)
+        return f"{text[:-1]}; upstream {self.upstream}: {opened} connections>"
+
+    # -- the upstream side's ledger and commands --------------------------------------------
+
+    @property
+    def upstream_connections(self) -> list[UpstreamConnection]:
+        """Every upstream connection so far, in the order opened (frozen records)."""
+        with self._core.lock:
+            return [link.snapshot() for link in self._links]
+
+    def inject_upstream(self, fault: Fault | str, **when: Any) -> FaultHandle:
+        """Arm a drop of the upstream connection that carries a chosen request.
+
+        ``proxy.inject_upstream("reset", at="mid_body", request=2)`` makes the proxy reset its
+        upstream connection once half of request 2's answer body has arrived (the upstream sees
+        its client vanish), and then act as if the upstream had dropped it: per
+        ``upstream_errors``, the client sees the same reset after that half body, or a 502.
+
+        ``fault``: ``"reset"`` or ``"close"`` (or such a :class:`~pytest_connfault.Fault`); ``at``:
+        one of :data:`UPSTREAM_MOMENTS` (default ``after_response``: the idle upstream connection
+        drops, the next request opens a new one and the client sees nothing). Selectors
+        (``request``, ``path``, ``method``, ``connection``, ``request_on_connection``) and
+        ``times`` refer to the client's requests, as for :meth:`inject`; ``body_bytes`` sets
+        the cut at ``mid_body``. Returns the handle; it fires once the upstream socket is dropped.
+        """
+        if isinstance(fault, str):
+            fault = Fault(fault, **when)
+        elif when:
+            raise ConnfaultError("pass either a Fault or a fault name with its arguments, not both")
+        if fault.kind not in UPSTREAM_KINDS:
+            raise FaultSpecError(
+                f"an upstream fault is one of {', '.join(map(repr, UPSTREAM_KINDS))}, not {fault.kind!r}"
+            )
+        if fault.at not in UPSTREAM_MOMENTS:
+            raise FaultSpecError(
+                f"an upstream fault fires at one of {', '.join(map(repr, UPSTREAM_MOMENTS))}, not {fault.at!r}"
+            )
+        with self._core.lock:
+            return self._up_plan.arm(fault)
+
+    @property
+    def upstream_faults(self) -> list[FaultHandle]:
+        """The handles of every armed upstream fault, in arming order."""
+        with self._core.lock:
+            return list(self._up_plan.handles)
+
+    def reset_upstream_idle(self) -> list[UpstreamConnection]:
+        """Reset (RST) every idle upstream connection of the pool now; return their records.
+
+        The upstream sees its client vanish; the proxy opens a new connection for the next
+        request, so the client sees nothing. Returns once the kernel has sent the RSTs.
+        """
+        return self._upstream_command("reset")
+
+    def close_upstream_idle(self) -> list[UpstreamConnection]:
+        """Close (FIN) every idle upstream connection of the pool now; return their records."""
+        return self._upstream_command("close")
+
+    async def reset_upstream_idle_async(self) -> list[UpstreamConnection]:
+        """The awaitable form of :meth:`reset_upstream_idle`."""
+        return await self._upstream_command_async("reset")
+
+    async def close_upstream_idle_async(self) -> list[UpstreamConnection]:
+        """The awaitable form of :meth:`close_upstream_idle`."""
+        return await self._upstream_command_async("close")
+
+    def _upstream_command(self, kind: str) -> list[UpstreamConnection]:
+        self._require_running()
+        assert self._loop is not None
+        return self._loop.call(self._drop_idle_links, kind, "command", timeout=COMMAND_TIMEOUT)
+
+    async def _upstream_command_async(self, kind: str) -> list[UpstreamConnection]:
+        self._require_running()
+        assert self._loop is not None
+        return await self._loop.call_async(self._drop_idle_links, kind, "command", timeout=COMMAND_TIMEOUT)
+
+    def _drop_idle_links(self, kind: str, why: str) -> list[UpstreamConnection]:
+        """On the loop thread: drop every pooled upstream connection."""
+        with self._core.lock:
+            links, self._idle = self._idle, []
+            for link in links:
+                self._end_link(link, why, kind)
+                if why == "command":
+                    link.faults.append(
+                        FaultFiring(kind, "idle", link.id, None, now(), f"proxy.{kind}_upstream_idle()", True)
+                    )
+            return [link.snapshot() for link in links]
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop serving (as :meth:`FaultServer.stop`), then close every upstream connection."""
+        running = self.is_running
+        super().stop()
+        if running and self._loop is not None:
+            self._loop.call(self._drop_idle_links, "close", "shutdown", timeout=COMMAND_TIMEOUT)
+
+    async def stop_async(self) -> None:
+        """The awaitable form of :meth:`stop`."""
+        running = self.is_running
+        await super().stop_async()
+        if running and self._loop is not None:
+            await self._loop.call_async(self._drop_idle_links, "close", "shutdown", timeout=COMMAND_TIMEOUT)
+
+    # -- forwarding (on the loop thread) ------------------------------------------------------
+
+    def _end_link(self, link: _Link, why: str, how: str = "close") -> None:
+        """Close an upstream connection and record why (the caller holds the lock)."""
+        if link.closed_at is not None:
+            return
+        if how == "reset":
+            link.wire.reset()
+        else:
+            link.wire.fin_close()
+        link.closed_at = now()
+        link.ended_by = why
+
+    async def _forward(self, request: Request) -> Response:
+        """The handler: the upstream's answer to ``request``, or what a drop there leaves."""
+        core = self._core
+        for attempt in (1, 2):
+            try:
+                link, reused = await self._checkout()
+            except OSError as exc:
+                return self._gateway_error(request, None, 502, f"cannot connect to {self.upstream}: {exc}")
+            with core.lock:
+                link.requests.append(request.index)
+            try:
+                with anyio.fail_after(self.upstream_timeout):
+                    partial = await self._exchange(link, request)
+            except _UpstreamDropped as drop:
+                with core.lock:
+                    if link.ended_by is None:
+                        self._end_link(link, f"upstream_{drop.kind}" if drop.kind == "reset" else "upstream_close")
+                if reused and attempt == 1 and not drop.simulated and drop.partial.status is None:
+                    continue  # a stale keep-alive connection: the upstream never saw the request
+                return await self._upstream_dropped(request, link, drop)
+            except (_UpstreamBroken, TimeoutError) as exc:
+                with core.lock:
+                    self._end_link(link, "error", "reset")
+                status = 504 if isinstance(exc, TimeoutError) else 502
+                reason = f"no answer within {self.upstream_timeout} s" if status == 504 else str(exc)
+                return self._gateway_error(request, link, status, f"upstream connection {link.id}: {reason}")
+            except BaseException:
+                with core.lock:
+                    self._end_link(link, "shutdown" if core.stopping else "error", "reset")
+                raise
+            self._annotate(request, partial.status, link)
+            return partial.response()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _checkout(self) -> tuple[_Link, bool]:
+        """A pooled upstream connection that is still alive (newest first), or a new one."""
+        with self._core.lock:
+            while self._idle:
+                link = self._idle.pop()
+                why = _stale(link.wire.sock) if not isinstance(link.wire, TlsWire) else None
+                if why is None:
+                    return link, True
+                self._end_link(link, why)
+        return await self._connect(), False
+
+    async def _connect(self) -> _Link:
+        family, address = self._up_address
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(address)
+            if code == errno.EINPROGRESS:
+                await anyio.wait_writable(sock)
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                raise OSError(code, os.strerror(code))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            port = sock.getsockname()[1]
+            if self._up_tls is None:
+                wire: Wire = Wire(sock)
+            else:
+                tls_wire = _ClientTlsWire(sock, self._up_tls, self._up_host)
+                await tls_wire.handshake()
+                wire = tls_wire
+        except BaseException:
+            sock.close()
+            raise
+        with self._core.lock:
+            link = _Link(len(self._links) + 1, wire, port)
+            self._links.append(link)
+        return link
+
+    def _upstream_request(self, request: Request) -> h11.Request:
+        headers: list[tuple[str, str]] = []
+        framed = False
+        for name, value in strip_hop_by_hop(request.headers):
+            lowered = name.lower()
+            if lowered in ("content-length", "expect"):
+                framed = framed or lowered == "content-length"
+                continue
+            if lowered == "host" and not self.preserve_host:
+                value = self._up_authority
+            headers.append((name, value))
+        framed = framed or any(n.lower() == "transfer-encoding" for n, _ in request.headers)
+        if not any(n.lower() == "host" for n, _ in headers):
+            headers.insert(0, ("Host", self._up_authority))
+        if framed or request.body:
+            headers.append(("Content-Length", str(len(request.body))))
+        target = request.target
+        if "://" in target.split("?", 1)[0]:  # absolute form (the client took us for a forward proxy)
+            rest = urlsplit(target)
+            target = (rest.path or "/") + (f"?{rest.query}" if rest.query else "")
+        return h11.Request(method=request.method, target=self._up_prefix + target, headers=headers)
+
+    def _take_up(self, moment: str, request: Request) -> FaultHandle | None:
+        with self._core.lock:
+            if not self._up_plan.handles:
+                return None
+            return self._up_plan.take(
+                moment,
+                connection=request.connection_id,
+                request=request.index,
+                request_on_connection=request.index_on_connection,
+                path=request.path,
+                method=request.method,
+            )
+
+    def _fire_up(self, handle: FaultHandle, link: _Link, request: Request, partial: _Partial) -> None:
+        """Drop the upstream connection as ``handle`` says, and record it (it is on the wire)."""
+        kind = handle.fault.kind
+        with self._core.lock:
+            self._end_link(link, "fault", kind)
+            firing = FaultFiring(
+                kind, handle.fault.at, link.id, request.index, now(),
+                f"upstream connection {link.id}, after {partial.body_size} body bytes"
+                if partial.status is not None else f"upstream connection {link.id}",
+            )
+            link.faults.append(firing)
+        handle._record(firing)
+
+    async def _exchange(self, link: _Link, request: Request) -> _Partial:
+        """Send ``request`` on ``link`` and read the whole answer, firing upstream faults."""
+        conn = link.h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+        data = conn.send(self._upstream_request(request)) or b""
+        if request.body:
+            data += conn.send(h11.Data(data=request.body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+        partial = _Partial(pieces=[])
+        try:
+            await link.wire.send_all(data)
+        except ConnectionResetError:
+            raise _UpstreamDropped("reset", partial, False) from None
+        except OSError:
+            raise _UpstreamDropped("close", partial, False) from None
+        handle = self._take_up("before_response", request)
+        if handle is not None:
+            self._fire_up(handle, link, request, partial)
+            raise _UpstreamDropped(handle.fault.kind, partial, True)
+        await self._read_answer(link, partial)
+        for moment in ("after_headers", "mid_body"):
+            handle = self._take_up(moment, request)
+            if handle is not None:
+                size = partial.body_size
+                cut = 0 if moment == "after_headers" else size // 2 if handle.fault.body_bytes is None else min(
+                    handle.fault.body_bytes, size
+                )
+                partial = partial.cut(cut)
+                self._fire_up(handle, link, request, partial)
+                raise _UpstreamDropped(handle.fault.kind, partial, True)
+        with self._core.lock:
+            reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+            if not reusable:
+                self._end_link(link, "upstream_close")
+        if reusable:
+            handle = self._take_up("after_response", request)
+            if handle is not None:
+                self._fire_up(handle, link, request, partial)
+            else:
+                with self._core.lock:
+                    self._idle.append(link)
+        return partial
+
+    async def _read_answer(self, link: _Link, partial: _Partial) -> None:
+        """Read one whole answer into ``partial``; raise :class:`_UpstreamDropped` if it ends early."""
+        conn = link.h11
+        pieces = partial.pieces
+        assert pieces is not None
+        eof = False
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if eof:  # the upstream closed in the middle of the answer
+                    raise _UpstreamDropped("close", partial, False) from None
+                raise _UpstreamBroken(f"the upstream's answer is not HTTP/1.1: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    data = await link.wire.receive()
+                except OSError:
+                    raise _UpstreamDropped("reset", partial, False) from None
+                eof = not data
+                conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                partial.status = event.status_code
+                partial.headers = tuple(
+                    (n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()
+                )
+                partial.chunked = any(
+                    n.lower() == "transfer-encoding" and "chunked" in v.lower() for n, v in partial.headers
+                )
+            elif isinstance(event, h11.Data):
+                # keep the upstream's chunks as they were, so the client gets the same framing
+                if not partial.chunked or event.chunk_start or not pieces:
+                    pieces.append(bytes(event.data))
+                else:
+                    pieces[-1] += bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                partial.complete = True
+                return
+            elif isinstance(event, h11.ConnectionClosed):
+                raise _UpstreamDropped("close", partial, False)
+            # InformationalResponse (100 Continue, 103): the client gets only the final answer
+
+    # -- what the client gets ----------------------------------------------------------------
+
+    def _annotate(self, request: Request, status: int | None, link: _Link | None) -> None:
+        core = self._core
+        with core.lock:
+            state = core.ledger.connections[request.connection_id - 1]
+            current = state.requests[request.index_on_connection - 1]
+            core.ledger.update(
+                state, current, upstream_status=status, upstream_connection=None if link is None else link.id
+            )
+
+    def _gateway_error(self, request: Request, link: _Link | None, status: int, reason: str) -> Response:
+        self._annotate(request, None, link)
+        return Response(status, f"connfault proxy: {reason}\n")
+
+    async def _upstream_dropped(self, request: Request, link: _Link, drop: _UpstreamDropped) -> Response:
+        """The upstream connection dropped mid-answer: a 502, or the same drop for the client."""
+        partial = drop.partial
+        self._annotate(request, partial.status, link)
+        what = f"upstream {drop.kind}@{drop.at} on upstream connection {link.id}"
+        if self.upstream_errors == "502":
+            return Response(502, f"connfault proxy: {what}\n")
+        core = self._core
+        with core.lock:
+            state = core.ledger.connections[request.connection_id - 1]
+        wire: Wire = state.wire  # type: ignore[assignment]
+        if partial.status is not None:
+            rendered = render(partial.response(), request)
+            await wire.send_all(rendered.head + rendered.body)
+        with core.lock:
+            self._mirror(state, wire, request, drop, what)
+        # Never sent: the wire is closed, so the connection loop ends quietly on it.
+        return Response(502, b"", close=True)
+
+    def _mirror(self, state: ConnectionState, wire: Wire, request: Request, drop: _UpstreamDropped, what: str) -> None:
+        """Drop the client's connection as the upstream's dropped (the caller holds the lock)."""
+        current = state.requests[request.index_on_connection - 1]
+        self._core.ledger.settle(state, current, Outcome("fault", fault=f"{drop.kind}@{drop.at}", detail=what))
+        if drop.kind == "reset":
+            wire.reset()
+        else:
+            state.unread += wire.fin_close()
+        state.faults.append(
+            FaultFiring(drop.kind, drop.at, state.id, request.index, now(), f"mirrors {what}")
+        )
+        state.ended_by = EndedBy.SERVER_FAULT
+        state.phase = "closed"
