@@ -2,7 +2,8 @@
 
 ``python -m benchmarks.profiling startstop|requests|pertest [--backend asyncio|trio] [-n COUNT] [--top N]``
 
-``pertest`` runs ``COUNT`` generated tests (fresh ``connfault_server`` + one GET each) through
+``commands`` times ``reset_idle()`` on 100 idle connections until every client saw its RST (``-n``
+repetitions; only that part is profiled). ``pertest`` runs ``COUNT`` generated tests (fresh ``connfault_server`` + one GET each) through
 ``pytest.main`` in this process (plugin autoload as usual), so pytest's own share shows too.
 
 cProfile profiles one thread at a time; the loop thread's profiler is switched on and off from
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import http.client
 import io
 import pstats
 import sys
@@ -69,21 +69,24 @@ def startstop(backend: str, count: int) -> tuple[pstats.Stats, pstats.Stats, flo
 
 
 def requests(backend: str, count: int) -> tuple[pstats.Stats, pstats.Stats, float]:
+    """``count`` keep-alive GETs on one connection from a raw client in another process.
+
+    The client being another process keeps the loop thread's profile free of GIL hand-offs: what
+    it shows is the server's own work per request.
+    """
+    import subprocess
+
     from pytest_connfault import FaultServer
 
+    from ._common import worker_env
+    from .throughput import CPU_CLIENT
+
     server = FaultServer(backend=backend).start()
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-
-    def one() -> None:
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        response.read()
-
-    one()
     try:
-        return _profile_both(backend, lambda: [one() for _ in range(count)] and None)
+        command = [sys.executable, "-c", CPU_CLIENT, str(server.port), str(count)]
+        return _profile_both(backend, lambda: subprocess.run(command, check=True, timeout=600, env=worker_env())
+                             and None)
     finally:
-        conn.close()
         server.stop()
 
 
@@ -118,14 +121,43 @@ def pertest(backend: str, count: int) -> tuple[pstats.Stats, pstats.Stats, float
     return pstats.Stats(caller), pstats.Stats(server), elapsed
 
 
+def commands(backend: str, count: int, size: int = 100) -> tuple[pstats.Stats, pstats.Stats, float]:
+    """``count`` times: ``size`` idle connections, then ``reset_idle()`` until every client saw its RST."""
+    from pytest_connfault import FaultServer
+    from pytest_connfault._loop import get_loop
+
+    from ._floor import connect, get
+    from .commands import _wait_seen
+
+    loop = get_loop(backend)
+    caller, server = cProfile.Profile(), cProfile.Profile()
+    elapsed = 0.0
+    with FaultServer(backend=backend) as instance:
+        for _ in range(count):
+            socks = [connect(instance.host, instance.port) for _ in range(size)]
+            for sock in socks:
+                get(sock)
+            loop.call(server.enable, timeout=5)
+            caller.enable()
+            began = time.perf_counter()
+            instance.reset_idle()
+            _wait_seen(socks)
+            elapsed += time.perf_counter() - began
+            caller.disable()
+            loop.call(server.disable, timeout=5)
+            for sock in socks:
+                sock.close()
+    return pstats.Stats(caller), pstats.Stats(server), elapsed
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profiling")
-    parser.add_argument("what", choices=["startstop", "requests", "pertest"])
+    parser.add_argument("what", choices=["startstop", "requests", "pertest", "commands"])
     parser.add_argument("--backend", default="asyncio", choices=["asyncio", "trio"])
     parser.add_argument("-n", "--count", type=int, default=2000)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args(argv)
-    measure = {"startstop": startstop, "requests": requests, "pertest": pertest}[args.what]
+    measure = {"startstop": startstop, "requests": requests, "pertest": pertest, "commands": commands}[args.what]
     caller, server, elapsed = measure(args.backend, args.count)
     print(f"{args.what} on {args.backend}: {args.count} cycles, {elapsed / args.count * 1e6:.1f} us per cycle "
           "under the profiler")

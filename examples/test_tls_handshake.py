@@ -21,41 +21,42 @@ import urllib3
 
 from pytest_connfault import FaultServer
 
-CONNECT_TIMEOUT = 0.3
+#: The connect timeout for the stalled handshake (the others get 5 s, so a loaded machine is no issue).
+STALL_TIMEOUT = 0.3
 
 
-def via_httpx(url: str, ssl_context: Any, bundle: str) -> int:
-    with httpx.Client(verify=ssl_context, timeout=httpx.Timeout(5, connect=CONNECT_TIMEOUT)) as client:
+def via_httpx(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
+    with httpx.Client(verify=ssl_context, timeout=httpx.Timeout(5, connect=connect)) as client:
         return client.get(url).status_code
 
 
-def via_httpx_async(url: str, ssl_context: Any, bundle: str, run: Callable[..., Any] | None = None) -> int:
+def via_httpx_async(url: str, ssl_context: Any, bundle: str, connect: float, run: Any = None) -> int:
     async def fetch() -> int:
-        timeout = httpx.Timeout(5, connect=CONNECT_TIMEOUT)
+        timeout = httpx.Timeout(5, connect=connect)
         async with httpx.AsyncClient(verify=ssl_context, timeout=timeout) as client:
             return (await client.get(url)).status_code
 
     return int(asyncio.run(fetch()) if run is None else run(fetch))
 
 
-def via_httpx_trio(url: str, ssl_context: Any, bundle: str) -> int:
-    return via_httpx_async(url, ssl_context, bundle, run=trio.run)
+def via_httpx_trio(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
+    return via_httpx_async(url, ssl_context, bundle, connect, run=trio.run)
 
 
-def via_requests(url: str, ssl_context: Any, bundle: str) -> int:
+def via_requests(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
     with requests.Session() as session:
-        return session.get(url, verify=bundle, timeout=(CONNECT_TIMEOUT, 5)).status_code
+        return session.get(url, verify=bundle, timeout=(connect, 5)).status_code
 
 
-def via_urllib3(url: str, ssl_context: Any, bundle: str) -> int:
-    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=5)
+def via_urllib3(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
+    timeout = urllib3.Timeout(connect=connect, read=5)
     with urllib3.PoolManager(ca_certs=bundle, timeout=timeout, retries=False) as manager:
         return manager.request("GET", url).status
 
 
-def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> int:
+def via_aiohttp(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
     async def fetch() -> int:
-        timeout = aiohttp.ClientTimeout(total=5, sock_connect=CONNECT_TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=5, sock_connect=connect)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             async with session.get(url, ssl=ssl_context) as response:
                 await response.read()
@@ -64,7 +65,7 @@ def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> int:
     return asyncio.run(fetch())
 
 
-CLIENTS: dict[str, Callable[[str, Any, str], int]] = {
+CLIENTS: dict[str, Callable[[str, Any, str, float], int]] = {
     "httpx": via_httpx,
     "httpx-asyncio": via_httpx_async,
     "httpx-trio": via_httpx_trio,
@@ -116,10 +117,11 @@ def test_handshake_fault_fails_the_request_and_the_next_one_connects(
     """reset, garbage or a stall at the handshake fail that request (connect error or timeout); the next succeeds."""
     handle = connfault_tls_server.inject(kind, at="handshake")
     fetch = CLIENTS[client]
+    url, context, bundle = connfault_tls_server.url, connfault_client_ssl_context, connfault_ca_bundle
     with pytest.raises(EXPECTED[kind][client]):
-        fetch(connfault_tls_server.url + "/first", connfault_client_ssl_context, connfault_ca_bundle)
+        fetch(url + "/first", context, bundle, STALL_TIMEOUT if kind == "stall" else 5.0)
     assert handle.wait(timeout=5).at == "handshake"
-    assert fetch(connfault_tls_server.url + "/second", connfault_client_ssl_context, connfault_ca_bundle) == 200
+    assert fetch(url + "/second", context, bundle, 5.0) == 200
     first = connfault_tls_server.connection(1)
     assert (first.requests, [f.kind for f in first.faults]) == ((), [kind])
     assert [(r.target, r.connection_id) for r in connfault_tls_server.requests] == [("/second", 2)]

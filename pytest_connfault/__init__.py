@@ -8,6 +8,9 @@ the ``@pytest.mark.connfault`` marker, and ``pytest --connfault``.
 
 from __future__ import annotations
 
+from ._chaos import Chaos as Chaos
+from ._chaos import ChaosHandle as ChaosHandle
+from ._chaos import arm_chaos as arm_chaos
 from ._errors import ConnfaultError as ConnfaultError
 from ._errors import FaultNotFired as FaultNotFired
 from ._errors import FaultSpecError as FaultSpecError
@@ -21,6 +24,8 @@ from ._ledger import Connection as Connection
 from ._ledger import EndedBy as EndedBy
 from ._ledger import Outcome as Outcome
 from ._ledger import Request as Request
+from ._proxy import FaultProxy as FaultProxy
+from ._proxy import UpstreamConnection as UpstreamConnection
 from ._responses import Response as Response
 from ._server import FaultServer as FaultServer
 from ._server import ServerOptions as ServerOptions
@@ -37,6 +42,8 @@ from .pools import pool_snapshot as pool_snapshot
 __all__ = (
     "KINDS",
     "MOMENTS",
+    "Chaos",
+    "ChaosHandle",
     "Connection",
     "ConnfaultError",
     "EndedBy",
@@ -44,6 +51,7 @@ __all__ = (
     "FaultFiring",
     "FaultHandle",
     "FaultNotFired",
+    "FaultProxy",
     "FaultServer",
     "FaultSpecError",
     "Outcome",
@@ -54,6 +62,8 @@ __all__ = (
     "Response",
     "ServerError",
     "ServerOptions",
+    "UpstreamConnection",
+    "arm_chaos",
     "assert_new_connection",
     "assert_no_leak",
     "assert_no_stale",

@@ -42,7 +42,7 @@ _NO_BODY = (204, 304)
 
 def is_asgi(app: object) -> bool:
     """Whether ``app`` is an ASGI 3 application (an ``async`` callable), rather than WSGI."""
-    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(getattr(app, "__call__", None))
+    return inspect.iscoroutinefunction(app) or inspect.iscoroutinefunction(type(app).__call__)
 
 
 def _answer(status: int, headers: list[tuple[str, str]], pieces: list[bytes]) -> Response:

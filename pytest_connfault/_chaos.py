@@ -184,9 +184,11 @@ def arm_chaos(server: FaultServer, chaos: Chaos) -> ChaosHandle:
     core = server._core
     owner = ChaosHandle(chaos)
     with core.lock:
-        if isinstance(core.plan, ChaosPlan):
-            raise FaultSpecError(f"{server!r} already has chaos armed: {core.plan.owner.chaos}")
-        core.plan = ChaosPlan(core.plan.handles, owner, core)
+        armed = core.plan.owner.chaos if isinstance(core.plan, ChaosPlan) else None
+        if armed is None:
+            core.plan = ChaosPlan(core.plan.handles, owner, core)
+    if armed is not None:
+        raise FaultSpecError(f"{server!r} already has chaos armed: {armed}")
     return owner
 
 

@@ -98,6 +98,12 @@ DEFAULT_IDLE = 0.05
 
 Times = Union[int, str]
 
+#: Every keyword argument a fault takes, for the message on an unknown one.
+_ARGUMENTS = (
+    "at", "request", "connection", "request_on_connection", "path", "method", "times",
+    "seconds", "chunk_size", "interval", "body_bytes", "then", "data", "close_notify",
+)
+
 
 def _choices(names: Any) -> str:
     return ", ".join(repr(n) for n in names)
@@ -172,11 +178,16 @@ class Fault:
         then: str | None = None,
         data: bytes | None = None,
         close_notify: bool | None = None,
+        **unknown: Any,
     ) -> None:
-        if kind not in KINDS:
+        # Unknown keywords land here (not in a TypeError) so that a typo in a marker or in
+        # inject() gets the same message as every other mistake: what was wrong, what exists.
+        for name in unknown:
+            raise FaultSpecError(f"unknown argument {name}=; the arguments are: {_choices(_ARGUMENTS)}")
+        if not isinstance(kind, str) or kind not in KINDS:
             raise FaultSpecError(f"unknown fault {kind!r}; the faults are: {_choices(KINDS)}")
         moment = DEFAULT_AT[kind] if at is None else at
-        if moment not in MOMENTS:
+        if not isinstance(moment, str) or moment not in MOMENTS:
             raise FaultSpecError(f"unknown moment at={moment!r}; the moments are: {_choices(MOMENTS)}")
         if moment not in APPLIES[kind]:
             allowed = [m for m in MOMENTS if m in APPLIES[kind]]
@@ -244,6 +255,8 @@ class Fault:
             raise FaultSpecError(f"data= must be bytes, not {type(data).__name__}")
         if path is not None and not isinstance(path, str):
             raise FaultSpecError(f"path= must be a str, not {type(path).__name__}")
+        if method is not None and not isinstance(method, str):
+            raise FaultSpecError(f"method= must be a str, not {type(method).__name__}")
         default_seconds = DEFAULT_IDLE if moment == "idle" else DEFAULT_DELAY if kind == "delay" else None
         values: dict[str, Any] = {
             "kind": kind,

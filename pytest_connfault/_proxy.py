@@ -141,8 +141,13 @@ class _ClientTlsWire(TlsWire):
 
     __slots__ = ()
 
+    _placeholder: ssl.SSLContext | None = None
+
     def __init__(self, sock: socket.socket, context: ssl.SSLContext, hostname: str) -> None:
-        super().__init__(sock, context)
+        # The parent sets up its buffers with a server-side object; it is replaced before any use.
+        if _ClientTlsWire._placeholder is None:
+            _ClientTlsWire._placeholder = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        super().__init__(sock, _ClientTlsWire._placeholder)
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=hostname)
 
 
@@ -371,12 +376,36 @@ class FaultProxy(FaultServer):
         with self._core.lock:
             links, self._idle = self._idle, []
             for link in links:
+                at = now()
                 self._end_link(link, why, kind)
                 if why == "command":
                     link.faults.append(
-                        FaultFiring(kind, "idle", link.id, None, now(), f"proxy.{kind}_upstream_idle()", True)
+                        FaultFiring(kind, "idle", link.id, None, at, f"proxy.{kind}_upstream_idle()", True)
                     )
             return [link.snapshot() for link in links]
+
+    def timeline(self) -> list[str]:
+        """The client side's timeline (as for a server), then the upstream side's."""
+        lines = super().timeline()
+        events: list[tuple[float, int, str]] = []
+        for link in self.upstream_connections:
+            carried = ", ".join(map(str, link.requests)) or "none"
+            events.append((link.opened_at, 0, f"upstream {link.id}  opened (local port {link.local_port})"))
+            for firing in link.faults:
+                how = "commanded" if firing.commanded else "fired"
+                events.append((firing.fired_at, 2, f"upstream {link.id}  fault {firing.kind}@{firing.at} {how} ({firing.detail})"))
+            if link.closed_at is not None:
+                events.append((link.closed_at, 3, f"upstream {link.id}  closed, ended by {link.ended_by}; carried requests {carried}"))
+            else:
+                events.append((float("inf"), 3, f"upstream {link.id}  open; carried requests {carried}"))
+        if not events:
+            return lines
+        events.sort(key=lambda e: (e[0], e[1]))
+
+        def stamp(at: float) -> str:
+            return "     (now)   " if at == float("inf") else f"+{(at - self.started_at) * 1000:9.3f} ms"
+
+        return [*lines, f"upstream side ({self.upstream}):", *(f"{stamp(at)}  {text}" for at, _, text in events)]
 
     # -- lifecycle ---------------------------------------------------------------------------
 

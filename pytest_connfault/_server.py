@@ -83,6 +83,8 @@ class FaultServer:
             ``trustme`` CA (the ``connfault_ca`` fixture; clients trust it through
             ``pytest_connfault._tls.client_context()`` or the ``connfault_client_ssl_context``
             fixture). The handshake runs in each connection's own task.
+        app: serve a WSGI or an ASGI 3 application instead of canned answers (see ``_apps.py``):
+            ASGI on the server's loop, WSGI in worker threads that ``stop()`` joins.
         **options: further :class:`ServerOptions` fields (limits).
     """
 
@@ -94,9 +96,17 @@ class FaultServer:
         backend: str = "asyncio",
         handler: Handler | None = None,
         tls: ssl.SSLContext | bool | None = None,
+        app: Callable[..., Any] | None = None,
         **options: Any,
     ) -> None:
         self.options = ServerOptions(host=host, port=port, backend=backend, **options)
+        self._app: Any = None
+        if app is not None:
+            if handler is not None:
+                raise ConnfaultError("pass either handler= or app=, not both")
+            from ._apps import AppBridge
+
+            self._app = handler = AppBridge(app, self)
         if tls is True:
             from ._tls import server_context
 
@@ -261,6 +271,8 @@ class FaultServer:
         self._loop.call_soon(self._cancel)
         if not self._stopped.wait(COMMAND_TIMEOUT):
             raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+        if self._app is not None:
+            self._app.close()  # joins a WSGI app's worker threads
 
     async def stop_async(self) -> None:
         """The awaitable form of :meth:`stop`."""
@@ -273,6 +285,8 @@ class FaultServer:
 
         if not await wait_for(self._on_stopped, self._stopped.is_set, COMMAND_TIMEOUT):
             raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+        if self._app is not None:
+            self._app.close()
 
     def _cancel(self) -> None:
         """On the loop thread: wake the accept loop, which then ends the connections."""

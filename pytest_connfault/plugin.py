@@ -133,8 +133,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         pytest.fail(f"{where}: @pytest.mark.connfault: {problem}", pytrace=False)
     if not {"connfault_server", "connfault_tls_server", "connfault_proxy"} & set(metafunc.fixturenames):
         pytest.fail(
-            f"{where}: @pytest.mark.connfault arms faults on the connfault_server (or "
-            "connfault_tls_server) fixture, which this test does not use; add it to the test's arguments",
+            f"{where}: @pytest.mark.connfault arms faults on the connfault_server fixture, "
+            "which this test does not use; add it (or connfault_tls_server) to the test's arguments",
             pytrace=False,
         )
     if any(len(faults) > 1 for faults in choices):
@@ -370,7 +370,7 @@ def connfault_proxy(
     request: pytest.FixtureRequest,
     connfault_proxy_factory: ProxyFactory,
     _connfault_param: tuple[Fault, ...] | None,
-) -> Any:
+) -> Iterator[Any]:
     """A running :class:`~pytest_connfault.FaultProxy` on ``127.0.0.1`` in front of the test's upstream.
 
     Scope: function. Type: :class:`FaultProxy`. Default upstream: the ``connfault_upstream``
@@ -386,13 +386,13 @@ def connfault_proxy(
     if upstream is None:
         upstream = request.getfixturevalue("connfault_upstream")
     proxy = connfault_proxy_factory(upstream, **options)
-    # Stop it (closing its upstream connections) before the upstream fixture's teardown, which
-    # may wait for them to close: the upstream was set up after the factory.
-    request.addfinalizer(proxy.stop)
     for fault in _faults_for(request.node, _connfault_param):
         proxy.inject(fault)
     _arm_chaos(request, proxy)
-    return proxy
+    yield proxy
+    # Stopped here (closing its upstream connections), before the upstream fixture's teardown,
+    # which may wait for them: the upstream was set up after the factory, so it ends before it.
+    proxy.stop()
 
 
 _seed_key = pytest.StashKey[int]()

@@ -170,6 +170,29 @@ TOYS = [
 ]
 
 
+def warm_up() -> None:
+    """Run one cell per built-in client in this process, TLS included.
+
+    pytester's inline runs drop every module first imported during a test; a client that caches
+    classes of a lazily imported module (httpx keeps a map of httpcore's exceptions) would then
+    meet a second copy of that module in the next run and misreport its errors. Importing it all
+    once before the first test keeps every inline run on the same modules.
+    """
+    from pytest_connfault.conformance import BUILTIN_DRIVERS, SCENARIOS
+    from pytest_connfault.conformance._cell import run_cell
+    from pytest_connfault.conformance.plugin import Conformance
+
+    state = Conformance(list(BUILTIN_DRIVERS), [SCENARIOS["race-get"], SCENARIOS["tls-framed-cut"]], None)
+    try:
+        for scenario in state.scenarios:
+            for driver in BUILTIN_DRIVERS:
+                if driver.unavailable() is None:
+                    run_cell(driver, scenario, lambda s=scenario: state.server_for(s))  # type: ignore[misc]
+    finally:
+        if state.ca_bundle is not None:
+            state.ca_bundle.remove()
+
+
 def pytest_connfault_drivers(config: Any) -> list[SyncDriver]:
     """Plug the toys into the matrix."""
     return list(TOYS)

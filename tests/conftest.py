@@ -9,7 +9,12 @@ from collections.abc import Iterator
 
 import pytest
 
+import pytest_connfault._tls  # noqa: F401 - see below
 from pytest_connfault._loop import loop_sockets, loop_threads
+
+# pytest_connfault._tls imports trustme, hence cryptography, which breaks when imported twice in
+# one process. pytester's in-process runs drop the modules they imported when they end, so a
+# TLS fixture used first inside one would re-import it in the next: importing it here prevents that.
 
 pytest_plugins = ["pytester"]
 

@@ -6,6 +6,7 @@ import re
 
 import httpx
 import pytest
+import urllib3
 
 from pytest_connfault import (
     FaultServer,
@@ -119,6 +120,40 @@ def test_assert_no_stale_passes_after_the_next_request(connfault_server: FaultSe
         client.get(connfault_server.url)
         snapshot = assert_no_stale(client, connfault_server)
     assert snapshot.ports == (_port(connfault_server, 2),)
+
+
+def test_assert_no_stale_after_one_request_names_what_urllib3_left(connfault_server: FaultServer) -> None:
+    """urllib3 checks only the connection it takes (LIFO): after one request the other dropped one stays idle."""
+    manager = urllib3.PoolManager(maxsize=2)
+    try:
+        first = manager.request("GET", connfault_server.url, preload_content=False)
+        second = manager.request("GET", connfault_server.url, preload_content=False)
+        for response in (first, second):
+            response.read()
+            response.release_conn()
+        assert_pool(manager, active=0, idle=2)
+        connfault_server.reset_idle()
+        manager.request("GET", connfault_server.url)
+        with pytest.raises(AssertionError) as failure:
+            assert_no_stale(manager, connfault_server)
+    finally:
+        manager.clear()
+    # The last one released (connection 2) was checked and replaced; connection 1 was never looked at.
+    assert f"port {_port(connfault_server, 1)}: connection 1, closed" in str(failure.value)
+    assert f"port {_port(connfault_server, 2)}:" not in str(failure.value)
+
+
+def test_assert_no_stale_after_one_request_httpx_checks_every_connection(connfault_server: FaultServer) -> None:
+    """httpcore drops every expired connection when it assigns a request: one request cleans the whole pool."""
+    with httpx.Client() as client:
+        with client.stream("GET", connfault_server.url) as a, client.stream("GET", connfault_server.url) as b:
+            a.read()
+            b.read()
+        assert_pool(client, active=0, idle=2)
+        connfault_server.reset_idle()
+        client.get(connfault_server.url)
+        assert_no_stale(client, connfault_server)
+        assert_pool(client, active=0, idle=1)
 
 
 def test_assert_no_stale_ignores_other_servers(connfault_server: FaultServer) -> None:

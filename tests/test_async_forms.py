@@ -1,22 +1,26 @@
 """The awaitable forms: they work from asyncio and trio tests and never block the test's own loop.
 
 The server runs on its own loop thread. A blocking wait inside an ``async`` test would freeze the
-test's loop, and with it every client request in flight there. Each test here needs the test's
-loop to keep running while it awaits: either the awaited thing can only happen if a request on
-that loop goes on, or a ticker task on that loop must advance.
+test's loop, and with it every client request in flight there. The commands usually finish in
+microseconds, which would hide a blocking form; so the tests make the awaited thing depend on the
+test's loop: the fault fires only when a request sent from that loop goes on, or the server's
+loop is held busy until a task on the test's loop frees it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+import threading
+from collections.abc import Awaitable
 from typing import Callable
 
 import anyio
 import anyio.lowlevel
 import httpx
 import pytest
+from anyio.abc import TaskGroup
 
-from pytest_connfault import FaultNotFired, FaultServer
+from pytest_connfault import FaultNotFired, FaultServer, Request, Response
+from pytest_connfault._waiting import callback_for_current_loop
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -32,34 +36,43 @@ def server(request: pytest.FixtureRequest, connfault_server_factory: ServerFacto
     return connfault_server_factory(backend=request.param)
 
 
-class Ticker:
-    """Counts turns of the test's loop, to prove an await let other tasks run."""
+async def busy_server_loop(server: FaultServer, client: httpx.AsyncClient, tg: TaskGroup) -> threading.Event:
+    """Block the server's loop thread in a handler until the returned gate opens (at most 5 s).
 
-    def __init__(self) -> None:
-        self.ticks = 0
+    A command awaited after this can only complete once the gate opens; the gate is opened by a
+    task on the test's loop, which runs only if the awaiting call lets that loop turn.
+    """
+    gate, entered = threading.Event(), threading.Event()
+    notify, wait = callback_for_current_loop()
 
-    async def run(self) -> None:
-        while True:
-            self.ticks += 1
-            await anyio.lowlevel.checkpoint()
+    def handler(request: Request) -> Response:
+        entered.set()
+        notify()
+        gate.wait(5)
+        return Response(body=b"unblocked")
+
+    server.set_handler(handler)
+    tg.start_soon(client.get, "/block")
+    await wait(5, entered.is_set)
+    assert entered.is_set(), "the blocking handler was never called"
+    return gate
 
 
-@pytest.fixture
-async def ticker() -> AsyncIterator[Ticker]:
-    """A task that ticks on the test's loop for the test's duration."""
-    ticking = Ticker()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(ticking.run)
-        yield ticking
-        tg.cancel_scope.cancel()
+async def must_not_block(server: FaultServer, call: Callable[[], Awaitable[object]]) -> object:
+    """Await ``call()`` while the server's loop is busy until a task on this loop frees it."""
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        async with anyio.create_task_group() as tg:
+            gate = await busy_server_loop(server, client, tg)
+            tg.start_soon(_open, gate)  # runs only when this task yields inside call()
+            started = anyio.current_time()
+            result = await call()
+            took = anyio.current_time() - started
+    assert took < 2.0, f"the awaitable blocked the test's loop ({took:.2f} s): the gate opened only on its timeout"
+    return result
 
 
-async def ticks_during(ticker: Ticker, calls: Callable[[], Awaitable[object]], times: int = 20) -> int:
-    """How often the test's loop turned while ``calls()`` was awaited ``times`` times."""
-    before = ticker.ticks
-    for _ in range(times):
-        await calls()
-    return ticker.ticks - before
+async def _open(gate: threading.Event) -> None:
+    gate.set()
 
 
 async def test_wait_async_lets_the_request_that_fires_the_fault_go_on(
@@ -89,23 +102,28 @@ async def test_wait_async_times_out_with_fault_not_fired(server: FaultServer, an
     assert anyio.current_time() - started >= 0.04
 
 
-async def test_commands_async_drop_idle_connections_without_blocking(
-    server: FaultServer, anyio_backend: str, ticker: Ticker
-) -> None:
-    """reset/close/half_close_idle_async drop the client's idle connection; the loop keeps turning meanwhile."""
+async def test_commands_async_drop_idle_connections(server: FaultServer, anyio_backend: str) -> None:
+    """reset/close/half_close_idle_async drop the client's idle connection, which the client then replaces."""
     async with httpx.AsyncClient(base_url=server.url) as client:
         for command in ("reset_idle_async", "close_idle_async", "half_close_idle_async"):
             assert (await client.get("/")).status_code == 200
             dropped = await getattr(server, command)()
             assert len(dropped) == 1, f"{command} missed the idle connection"
         assert (await client.get("/")).status_code == 200
-        assert await ticks_during(ticker, server.reset_idle_async) > 0, "the awaits never let the loop run"
     assert [r.connection_id for r in server.requests] == [1, 2, 3, 4], "each drop forced a new connection"
 
 
-async def test_release_async_ends_a_stall_on_a_request_in_flight(
-    server: FaultServer, anyio_backend: str, ticker: Ticker
+@pytest.mark.parametrize(
+    "command", ["reset_idle_async", "close_idle_async", "half_close_idle_async", "release_async", "stop_async"]
+)
+async def test_awaitable_command_does_not_block_the_tests_loop(
+    server: FaultServer, anyio_backend: str, command: str
 ) -> None:
+    """While the server's loop is busy, an awaited command lets the test's loop run (here: the task that frees it)."""
+    await must_not_block(server, getattr(server, command))
+
+
+async def test_release_async_ends_a_stall_on_a_request_in_flight(server: FaultServer, anyio_backend: str) -> None:
     """release_async() lets the stalled request, in flight on the same loop, complete."""
     handle = server.inject("stall", path="/stall")
     async with httpx.AsyncClient(base_url=server.url) as client:
@@ -122,11 +140,10 @@ async def test_release_async_ends_a_stall_on_a_request_in_flight(
             assert responses == [], "the stalled request was answered before release"
             assert await server.release_async() == 1
         assert [r.status_code for r in responses] == [200]
-        assert await ticks_during(ticker, server.release_async) > 0
 
 
 async def test_stop_async_ends_a_stall_and_the_client_sees_the_close(
-    connfault_server_factory: ServerFactory, anyio_backend: str, ticker: Ticker
+    connfault_server_factory: ServerFactory, anyio_backend: str
 ) -> None:
     """stop_async() closes a stalled connection (its client gets an error at once) and is idempotent."""
     server = connfault_server_factory()
@@ -144,9 +161,7 @@ async def test_stop_async_ends_a_stall_and_the_client_sees_the_close(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(fetch)
                 await handle.wait_async(5)
-                before = ticker.ticks
                 await server.stop_async()
-                assert ticker.ticks > before, "stop_async blocked the loop"
         await server.stop_async()  # again: nothing to do
     assert len(errors) == 1
     assert isinstance(errors[0], httpx.RemoteProtocolError)

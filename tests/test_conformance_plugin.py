@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-# The clients, imported once here: pytester forgets modules first imported during a test, so
-# without this every inline run would import them all again.
-import aiohttp  # noqa: F401
-import httpx  # noqa: F401
 import pytest
-import requests  # noqa: F401
-import trio  # noqa: F401
+from conformance_toys import warm_up
 
 from pytest_connfault.conformance import BUILTIN_DRIVERS, SCENARIOS
 from pytest_connfault.conformance.plugin import select_clients, select_scenarios
@@ -20,6 +15,12 @@ TOYS_CONFTEST = "from conformance_toys import pytest_connfault_drivers  # noqa: 
 #: Options of every inner run: a fixed order, and no hypothesis plugin (its terminal summary
 #: imports all of hypothesis, which pytester's module snapshot then drops again after each test).
 NO_RANDOM = ("-p", "no:randomly", "-p", "no:hypothesispytest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clients_imported() -> None:
+    """Every client's lazy imports done before pytester's first module snapshot (see warm_up)."""
+    warm_up()
 
 
 def test_list_prints_every_scenario_with_description_and_source(pytester: pytest.Pytester) -> None:
@@ -70,7 +71,7 @@ def test_client_selection_by_name_family_and_glob() -> None:
 def test_collects_one_item_per_cell_and_no_test_files(pytester: pytest.Pytester) -> None:
     """In a directory with a failing test file, --connfault collects only the cells, with stable ids."""
     pytester.makepyfile(test_other="def test_other():\n    assert False\n")
-    result = pytester.runpytest("--connfault=httpx-sync,urllib3", "--connfault-scenario=idle-*", "--collect-only", "-q")
+    result = pytester.runpytest("--connfault=httpx-sync,urllib3", "--connfault-scenario=idle-*", "--collect-only", "-q", *NO_RANDOM)
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
@@ -81,6 +82,7 @@ def test_collects_one_item_per_cell_and_no_test_files(pytester: pytest.Pytester)
         ]
     )
     assert "test_other" not in result.stdout.str()
+    assert "connfault conformance matrix" not in result.stdout.str(), "nothing ran: no matrix"
 
 
 def test_runs_in_an_empty_directory(pytester: pytest.Pytester) -> None:
@@ -172,3 +174,45 @@ def test_xdist_assembles_the_same_matrix(pytester: pytest.Pytester) -> None:
         "urllib3": ["idle-fin-reuse", "idle-half-close-reuse", "idle-rst-reuse", "race-get"],
     }
     assert report["clients"]["urllib3"]["version"].startswith("urllib3 ")
+
+
+BROKEN_DRIVER_CONFTEST = '''
+from pytest_connfault.conformance import SyncDriver
+
+class BrokenDriver(SyncDriver):
+    name = family = label = "broken"
+    module = distribution = "h11"
+
+    def open(self, options):
+        raise RuntimeError("the driver cannot make a client")
+
+def pytest_connfault_drivers(config):
+    return [BrokenDriver()]
+'''
+
+
+def test_a_driver_that_raises_is_an_error_cell_with_its_traceback(pytester: pytest.Pytester) -> None:
+    """A plugged-in driver's own exception marks its cell ERROR (not the client's verdict) with the traceback."""
+    pytester.makeconftest(BROKEN_DRIVER_CONFTEST)
+    result = pytester.runpytest("--connfault=broken", "--connfault-scenario=idle-fin-reuse", *NO_RANDOM)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "ERROR: idle-fin-reuse x broken (h11 *)",
+            "  the driver or the harness raised RuntimeError: the driver cannot make a client",
+            "traceback:",
+            "*raise RuntimeError*",
+            "idle-fin-reuse * ERROR",
+        ]
+    )
+
+
+def test_a_hook_returning_no_driver_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    """The drivers hook must return drivers; anything else, or a clashing name, is a usage error."""
+    pytester.makeconftest(
+        "from pytest_connfault.conformance import BUILTIN_DRIVERS\n"
+        "def pytest_connfault_drivers(config):\n    return [BUILTIN_DRIVERS[0], 'httpx']\n"
+    )
+    result = pytester.runpytest("--connfault", *NO_RANDOM)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*two conformance drivers are named 'httpx-sync'; names must be unique*"])

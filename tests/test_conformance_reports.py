@@ -7,13 +7,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-# The clients, imported once here: pytester forgets modules first imported during a test, so
-# without this every inline run would import them all again.
-import aiohttp  # noqa: F401
-import httpx  # noqa: F401
 import pytest
-import requests  # noqa: F401
-import trio  # noqa: F401
+from conformance_toys import warm_up
 
 from pytest_connfault.conformance import SCENARIOS
 from pytest_connfault.conformance._model import OUTCOMES
@@ -22,6 +17,12 @@ TOYS_CONFTEST = "from conformance_toys import pytest_connfault_drivers  # noqa: 
 #: Options of every inner run: a fixed order, and no hypothesis plugin (its terminal summary
 #: imports all of hypothesis, which pytester's module snapshot then drops again after each test).
 NO_RANDOM = ("-p", "no:randomly", "-p", "no:hypothesispytest")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _clients_imported() -> None:
+    """Every client's lazy imports done before pytester's first module snapshot (see warm_up)."""
+    warm_up()
 
 
 def run_toys(pytester: pytest.Pytester, clients: str, scenarios: str) -> dict[str, Any]:

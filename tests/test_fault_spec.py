@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any
 
 import pytest
 
 from pytest_connfault import KINDS, MOMENTS, Fault, FaultNotFired, FaultSpecError
-from pytest_connfault._faults import APPLIES, DEFAULT_AT, FaultPlan
+from pytest_connfault._faults import _ARGUMENTS, APPLIES, DEFAULT_AT, FaultPlan
 
 # -- construction and validation ------------------------------------------------------------
 
@@ -261,3 +262,31 @@ def test_unfired_handle_wait_times_out_with_a_clear_error() -> None:
         handle.wait(timeout=0.01)
     assert handle.fired == 0
     assert handle.firings == ()
+
+
+def test_unknown_argument_names_it_and_lists_every_argument() -> None:
+    """A misspelt keyword is a FaultSpecError (not a bare TypeError) listing every argument a fault takes."""
+    with pytest.raises(FaultSpecError, match="unknown argument flavour=") as info:
+        Fault("reset", flavour="x")
+    for name in ("at", "request", "path", "times", "body_bytes", "close_notify"):
+        assert repr(name) in str(info.value)
+
+
+def test_argument_list_in_messages_matches_the_signature() -> None:
+    """The list of arguments quoted in messages is exactly the keyword arguments Fault takes."""
+    parameters = inspect.signature(Fault.__init__).parameters
+    keywords = [n for n, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert list(_ARGUMENTS) == keywords
+
+
+@pytest.mark.parametrize("kind", [3, None, ["reset"]])
+def test_kind_that_is_not_a_name_is_refused(kind: Any) -> None:
+    """A kind that is not a str gets the same message as a wrong name."""
+    with pytest.raises(FaultSpecError, match="unknown fault"):
+        Fault(kind)
+
+
+def test_method_that_is_not_a_str_is_refused() -> None:
+    """method= must be a str."""
+    with pytest.raises(FaultSpecError, match="method= must be a str, not int"):
+        Fault("reset", method=3)  # type: ignore[arg-type]

@@ -153,9 +153,10 @@ def test_client_rst_mid_request_is_recorded(server: FaultServer, where: str) -> 
         client.send(b"GET /rst HTTP/1.1\r\nHost: x\r\n")
     else:
         client.send(b"POST /rst HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nsome")
-    wait_until(lambda: bool(server.connections) and server.connection(1).requests == () and _busy(server))
-    client.reset()
-    wait_until(lambda: not server.connection(1).is_open, what="the reset connection closed")
+    client.reset()  # the server still reads the bytes queued before the RST, then gets the reset
+    wait_until(
+        lambda: len(server.connections) == 1 and not server.connection(1).is_open, what="the reset connection closed"
+    )
     record = server.connection(1)
     assert record.ended_by is EndedBy.CLIENT_RST
     (request,) = record.requests
@@ -166,11 +167,6 @@ def test_client_rst_mid_request_is_recorded(server: FaultServer, where: str) -> 
     else:
         assert (request.method, request.target, request.body) == ("POST", "/rst", b"some")
     assert_still_serving(server)
-
-
-def _busy(server: FaultServer) -> bool:
-    """Whether the server has read the first bytes of connection 1's request."""
-    return "busy" in repr(server._core.live.get(1))
 
 
 def test_a_slow_client_does_not_hold_up_another(server: FaultServer) -> None:

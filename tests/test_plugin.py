@@ -71,7 +71,7 @@ def test_stacked_markers_are_armed_in_the_order_written(pytester: pytest.Pyteste
         ('"reset", at="on_connect", path="/x"', "*path= cannot select a fault at='on_connect'*"),
         ('"reset", times=0', "*times= must be a whole number from 1 up or 'always', not 0*"),
         ('"reset", chunk_size=3', "*chunk_size= does not apply to fault 'reset'*"),
-        ('"reset", flavour="x"', "*unexpected keyword argument 'flavour'*"),
+        ('"reset", flavour="x"', "*unknown argument flavour=; the arguments are: 'at', 'request'*"),
         ('"reset", "close"', "*takes one fault name (or a list of them)*"),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Callable
 
@@ -83,3 +84,16 @@ async def test_closed_session_has_no_pool(connfault_server: FaultServer) -> None
     snapshot = pool_snapshot(session)
     assert snapshot.connections == ()
     assert snapshot.client.endswith(", closed)")
+
+
+async def test_moved_internals_name_the_version(
+    monkeypatch: pytest.MonkeyPatch, connfault_server: FaultServer
+) -> None:
+    """When the connector's books are not where aiohttp keeps them, the error names aiohttp's version."""
+    from pytest_connfault import PoolSnapshotError
+
+    async with aiohttp.ClientSession() as session:
+        # Simulate a future aiohttp that renamed the per-host table (on this object only).
+        monkeypatch.delattr(session.connector, "_acquired_per_host")
+        with pytest.raises(PoolSnapshotError, match=rf"aiohttp {re.escape(aiohttp.__version__)}: AttributeError"):
+            pool_snapshot(session)

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import requests
-
-from pytest_connfault import FaultServer, assert_new_connection, assert_pool, assert_reused
-from pytest_connfault._proxy import FaultProxy
-
 from upstreams import Upstream, pattern
+
+from pytest_connfault import FaultProxy, FaultServer, assert_new_connection, assert_pool, assert_reused
 
 
 @pytest.fixture
@@ -206,3 +204,44 @@ def test_repr_names_both_sides(proxy: FaultProxy, upstream: Upstream) -> None:
     assert f"-> {upstream.url}" not in repr(proxy)
     assert f"upstream {upstream.url}: 0 connections" in repr(proxy)
     assert repr(proxy).startswith(f"<FaultProxy {proxy.url}")
+
+
+def test_timeline_shows_the_upstream_side(proxy: FaultProxy) -> None:
+    """The proxy's timeline (the failure report's ledger) ends with its upstream connections' events."""
+    with httpx.Client(base_url=proxy.url) as client:
+        client.get("/")
+        proxy.reset_upstream_idle()
+    lines = proxy.timeline()
+    assert any("request 1: GET / -> responded 200" in line for line in lines)
+    start = lines.index(f"upstream side ({proxy.upstream}):")
+    upstream_lines = lines[start + 1 :]
+    assert "upstream 1  opened" in upstream_lines[0]
+    assert "fault reset@idle commanded" in upstream_lines[1]
+    assert upstream_lines[2].endswith("closed, ended by command; carried requests 1")
+
+
+def test_failing_test_report_shows_both_sides(pytester: pytest.Pytester) -> None:
+    """A failing test with connfault_proxy gets the client ledger and the upstream side in its report."""
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        @pytest.fixture
+        def connfault_upstream(connfault_server):
+            return connfault_server
+
+        def test_fails(connfault_proxy):
+            with httpx.Client(base_url=connfault_proxy.url) as client:
+                client.get("/x")
+            assert False
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*connfault ledger*",
+        "*conn 1  request 1: GET /x -> responded 200*",
+        "upstream side (http://127.0.0.1:*):",
+        "*upstream 1  opened*",
+    ])

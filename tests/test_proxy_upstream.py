@@ -10,8 +10,7 @@ import pytest
 from rawclient import FIN, RST, RawClient
 from upstreams import Upstream, pattern
 
-from pytest_connfault import FaultServer, FaultSpecError
-from pytest_connfault._proxy import FaultProxy
+from pytest_connfault import FaultProxy, FaultServer, FaultSpecError
 
 
 @pytest.fixture

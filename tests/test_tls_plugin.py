@@ -114,7 +114,7 @@ def test_marker_needs_a_server_fixture_and_names_both(pytester: pytest.Pytester)
         """
     )
     result = pytester.runpytest("-p", "no:randomly")
-    result.stdout.fnmatch_lines(["*connfault_server (or connfault_tls_server) fixture*"])
+    result.stdout.fnmatch_lines(["*connfault_server fixture*add it (or connfault_tls_server)*"])
     assert result.ret != 0
 
 

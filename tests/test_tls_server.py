@@ -159,6 +159,10 @@ def test_client_without_the_ca_cannot_connect(server: FaultServer) -> None:
     assert conn.tls_error == "handshake failed: TLSV1_ALERT_UNKNOWN_CA"
     assert conn.ended_by == "client_fin"
     assert conn.requests == ()
+    wait_until(lambda: not server.connection(1).is_open)
+    opened, closed = server.timeline()
+    assert opened.endswith(", TLS)")
+    assert closed.endswith("closed, ended by client_fin, handshake failed: TLSV1_ALERT_UNKNOWN_CA")
 
 
 def test_plain_http_on_the_tls_port_is_recorded_and_refused(server: FaultServer) -> None:
@@ -187,7 +191,7 @@ def test_factory_tls_option_takes_a_context_and_rejects_nonsense(connfault_serve
     assert FaultServer().scheme == "http"
 
 
-def test_ca_bundle_is_a_pem_of_the_ca_in_a_temporary_directory(tmp_path: Any) -> None:
+def test_ca_bundle_is_a_pem_of_the_ca_in_a_temporary_directory() -> None:
     """The CA bundle is the CA's PEM, outside the working tree, and removing it leaves nothing."""
     bundle = CaBundle()
     try:
@@ -284,10 +288,11 @@ def test_truncate_cuts_the_body_inside_tls(server: FaultServer, close_notify: bo
 def test_stall_and_release_over_tls(server: FaultServer) -> None:
     """A stalled TLS exchange sends nothing until released, then completes on the same connection."""
     handle = server.inject("stall", at="before_response")
-    with TlsClient(server, timeout=0.2) as client:
+    with TlsClient(server) as client:
         client.handshake()
         client.send_request()
         handle.wait(5)
+        client.sock.settimeout(0.2)
         assert client.read_to_end() == (b"", TIMEOUT)
         assert server.release() == 1
         client.sock.settimeout(5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 from collections.abc import Awaitable, Sequence
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ from ._model import (
 #: client that hangs turns into a verdict rather than a stuck run.
 REQUEST_TIMEOUT = 2.0
 #: Read timeout of the stall scenarios (the matrix must finish in seconds).
-STALL_TIMEOUT = 0.3
+STALL_TIMEOUT = 0.2
 #: How long the harness waits for a fault to fire or a burst to finish before that is an error.
 HARNESS_TIMEOUT = 5.0
 
@@ -55,7 +56,6 @@ class Cell:
         self.server = server
         self.client = client
         self.attempts: list[Attempt] = []
-        self.notes: list[str] = []
         self._errors = driver.errors()
 
     # -- requests -------------------------------------------------------------------------
@@ -241,13 +241,16 @@ def check_pool(snap: Any, server: FaultServer) -> Verdict | None:
     return None
 
 
-async def _run(driver: Driver, scenario: Any, server: FaultServer, options: ClientOptions) -> tuple[Verdict, Cell, dict[str, Any]]:
+async def _run(
+    driver: Driver, scenario: Any, server: FaultServer, options: ClientOptions, box: list[Cell]
+) -> tuple[Verdict, dict[str, Any]]:
     if isinstance(driver, AsyncDriver):
         client = await driver.open(options)
     else:
         assert isinstance(driver, SyncDriver)
         client = driver.open(options)
     cell = Cell(driver, server, client)
+    box.append(cell)
     try:
         verdict = await scenario.run(cell)
         snap, pool = _pool_evidence(driver, client)
@@ -264,35 +267,38 @@ async def _run(driver: Driver, scenario: Any, server: FaultServer, options: Clie
         # Let the loop run the transports' close callbacks, so no socket outlives the cell.
         for _ in range(3):
             await anyio.lowlevel.checkpoint()
-    return verdict, cell, pool
+    return verdict, pool
 
 
 def run_cell(driver: Driver, scenario: Any, make_server: Callable[[], tuple[FaultServer, ClientOptions]]) -> CellResult:
     """Run ``scenario`` against ``driver`` with a fresh server and client; judge and keep evidence."""
     started = time.monotonic()
     server, options = make_server()
-    cell: Cell | None = None
+    box: list[Cell] = []
     pool: dict[str, Any] = {}
     error: BaseException | None = None
     try:
         try:
-            verdict, cell, pool = anyio.run(_run, driver, scenario, server, options, backend=driver.backend)
+            verdict, pool = anyio.run(_run, driver, scenario, server, options, box, backend=driver.backend)
         except HarnessError as exc:
             verdict, error = Verdict(ERROR, f"the harness could not run the scenario: {exc}"), exc
+        except Exception as exc:  # noqa: BLE001 - a driver's bug is the cell's ERROR, not a crash of the run
+            verdict, error = Verdict(ERROR, f"the driver or the harness raised {exception_text(exc)}"), exc
     finally:
         server.stop()
+    cell = box[0] if box else None
     if server.errors:
         verdict = Verdict(ERROR, "the connfault server failed: " + server.errors[0].strip().splitlines()[-1])
     attempts = cell.attempts if cell is not None else []
     errors = [a.error for a in attempts if a.error is not None]
     evidence: dict[str, Any] = {
-        "exception": exception_evidence(errors[-1] if errors else error),
+        "exception": exception_evidence(error if error is not None else errors[-1] if errors else None),
         "attempts": [a.describe() for a in attempts],
         "ledger": server.timeline(),
         "pool": pool,
     }
-    if cell is not None and cell.notes:
-        evidence["notes"] = list(cell.notes)
+    if error is not None and not isinstance(error, HarnessError):
+        evidence["traceback"] = traceback.format_exception(type(error), error, error.__traceback__)
     return CellResult(
         client=driver.name,
         scenario=scenario.id,

@@ -131,10 +131,14 @@ def render(matrix: Matrix) -> list[list[Segment]]:
     notable = matrix.notable()
     if notable:
         lines.append([("not OK:", {"bold": True})])
+        # Clients with the same verdict and reason for a scenario share one entry.
+        groups: dict[tuple[str, str, str], list[str]] = {}
         for cell in notable:
-            text = f"  {SHORT[cell.verdict]:<10} {cell.scenario} x {cell.client}: {cell.reason}"
+            groups.setdefault((cell.scenario, cell.verdict, cell.reason), []).append(cell.client)
+        for (scenario, verdict, reason), clients in groups.items():
+            text = f"  {SHORT[verdict]:<10} {scenario} x {', '.join(clients)}: {reason}"
             wrapped = _wrap(text, 13)
-            lines.append([(wrapped[0][:13], MARKUP[cell.verdict]), (wrapped[0][13:], {})])
+            lines.append([(wrapped[0][:13], MARKUP[verdict]), (wrapped[0][13:], {})])
             lines.extend([(more, {})] for more in wrapped[1:])
     counts = matrix.counts()
     total = sum(counts.values())

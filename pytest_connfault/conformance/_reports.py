@@ -108,7 +108,8 @@ td.cell details[open] { min-width: 40em; }
 pre { white-space: pre-wrap; font-size: 12px; background: #fafafa; border: 1px solid #eee; padding: 6px; }
 .reason { margin: 6px 0; }
 """ + "".join(
-    f"\n.v-{v.lower()} summary {{ background: {colour}; }}" for v, colour in _COLOURS.items()
+    f"\n.v-{v.lower()} summary, tr.v-{v.lower()} th {{ background: {colour}; color: #fff; }}"
+    for v, colour in _COLOURS.items()
 )
 
 

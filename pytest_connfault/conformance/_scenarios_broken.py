@@ -166,7 +166,7 @@ async def queued_on_closing(cell: Cell) -> Verdict:
     server = cell.server
     server.set_handler(lambda request: Response(close=request.index == 1))
     # The first answer waits a little, so that the second request queues behind it in the pool.
-    server.inject(Fault("delay", at="before_response", request=1, seconds=0.1))
+    server.inject(Fault("delay", at="before_response", request=1, seconds=0.05))
     attempts = await cell.burst([("GET", "/a"), ("GET", "/b")])
     opened = len(server.connections)
     broken = [a for a in attempts if not a.is_ok]
@@ -255,8 +255,8 @@ async def tls_cut(cell: Cell, framed: bool) -> Verdict:
             "close_notify; it must report the message as incomplete"
         )
     return non_strict(
-        f"returned the {got} bytes before a close without close_notify as a complete body; RFC 9112 §9.8: "
-        "an incomplete close may mean a truncated body, which it should not treat as complete"
+        f"returned the {got} bytes before a close without close_notify as a whole body; RFC 9112 §9.8: "
+        "without Content-Length or chunked framing it is complete only after a valid closure alert"
     )
 
 

@@ -135,9 +135,12 @@ def select_clients(spec: str | None, drivers: Sequence[Driver]) -> list[Driver]:
         chosen |= found
     if unknown:
         families = sorted({d.family for d in drivers if d.family})
+        hint = ""
+        if any("/" in word or word.endswith(".py") for word in unknown):
+            hint = "; to name clients write --connfault=CLIENTS (--connfault collects no test paths)"
         raise pytest.UsageError(
             f"--connfault: unknown client {', '.join(map(repr, unknown))}; the known clients are: "
-            f"{', '.join(d.name for d in drivers)} (families: {', '.join(families)}; globs allowed)"
+            f"{', '.join(d.name for d in drivers)} (families: {', '.join(families)}; globs allowed){hint}"
         )
     return [d for d in drivers if d.name in chosen]
 
@@ -265,6 +268,8 @@ class CellFailed(Exception):
         if exc:
             lines.append(f"exception: {exc['type']}: {exc['message']}")
             lines += [f"  caused by {c}" for c in exc.get("chain", [])]
+        if ev.get("traceback"):
+            lines += ["traceback:"] + [f"  {line}" for chunk in ev["traceback"] for line in chunk.rstrip().splitlines()]
         lines += ["requests:"] + [f"  {a}" for a in ev.get("attempts", [])]
         lines += ["server ledger:"] + [f"  {e}" for e in ev.get("ledger", [])]
         pool = ev.get("pool") or {}
@@ -330,7 +335,7 @@ class ConformanceSession:
             self.state.written = write(self.state.matrix, self.state.report)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if _is_worker(self.config):
+        if _is_worker(self.config) or self.config.option.collectonly:
             return
         tr = terminalreporter
         tr.write_sep("=", "connfault conformance matrix")
