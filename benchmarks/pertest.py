@@ -65,6 +65,7 @@ PLUGINS = ["-p", "pytest_connfault.plugin", "-p", "pytest_httpserver.pytest_plug
 BODIES = {
     "empty": ("", "    pass\n"),
     "connfault": ("connfault_server", "    get(connfault_server.host, connfault_server.port)\n"),
+    "connfault-idle": ("connfault_server", "    pass\n"),
     "httpserver-shared": (
         "httpserver",
         '    httpserver.expect_request("/").respond_with_data("ok\\n")\n'
@@ -88,6 +89,7 @@ def write_suite(directory: Path, tests: int, fresh_tests: int) -> dict[str, tupl
         "empty-small": ("empty", fresh_tests, []),
         "connfault-asyncio": ("connfault", tests, ["--connfault-backend=asyncio"]),
         "connfault-trio": ("connfault", tests, ["--connfault-backend=trio"]),
+        "connfault-asyncio-norequest": ("connfault-idle", tests, ["--connfault-backend=asyncio"]),
         "httpserver-shared": ("httpserver-shared", tests, []),
         "httpserver-fresh": ("httpserver-fresh", fresh_tests, []),
     }
@@ -152,12 +154,14 @@ def run(config: Config) -> Section:
         cheaper = fresh / cost if cost > 0 else float("inf")
         section.add(f"  cheaper than fresh pytest-httpserver ({variant.split('-')[1]})", cheaper, "x",
                     f"{fresh * 1000:.0f} / {cost * 1000:.2f} ms", ">= 100x", cheaper >= 100)
-    for label, variant in (("shared session httpserver + GET", "httpserver-shared"),
+    for label, variant in (("fresh connfault_server (asyncio), no request", "connfault-asyncio-norequest"),
+                           ("shared session httpserver + GET", "httpserver-shared"),
                            ("fresh pytest-httpserver HTTPServer + GET", "httpserver-fresh")):
         section.add(label, median(per_test(variant)) * 1000, "ms/test",
                     f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test")
     section.notes.append(
-        "ms/test is wall time over empty tests of the same count (pytest's start-up cancels out); CPU is "
+        "ms/test is wall time over empty tests of the same count (pytest's start-up cancels out; one-time "
+        "costs such as starting connfault's loop thread or importing werkzeug are spread over the tests); CPU is "
         "user+sys of the pytest process, less sensitive to other load on the machine. Plugin autoload is "
         "off; only pytest-connfault and pytest-httpserver are loaded, in every variant."
     )

@@ -42,7 +42,12 @@ def start_server(kind: str) -> tuple[Any, str, Callable[[], int]]:
         floor = FloorServer().start()
         return floor, floor.url, lambda: floor.accepted
     if kind == "pytest-httpserver":
+        import logging
+
         from pytest_httpserver import HTTPServer
+
+        # werkzeug logs every request to stderr; silenced, so that its figure is not flattered by I/O.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
         httpserver = HTTPServer(host="127.0.0.1", port=0)
         httpserver.expect_request("/").respond_with_data("ok\n")

@@ -10,7 +10,12 @@ The app becomes the server's handler, so every fault, command and the ledger wor
 The app's answer is collected whole, then sent (so the server still decides every byte on the
 wire): an answer without ``Content-Length`` goes out chunked, one chunk per piece the app gave
 (each iterated WSGI item, each ASGI ``http.response.body`` message). Not supported: answers
-that never end (server-sent events, long polls), ASGI lifespan events, WebSockets.
+that never end (server-sent events, long polls), WebSockets.
+
+ASGI lifespan: the ``lifespan.startup`` event is sent before the first request is served (a
+failed startup answers every request with a 500 that says why), and ``lifespan.shutdown`` when the
+server stops; the lifespan ``state`` is copied into each request's scope (ASGI 2.3). An app that
+does not speak lifespan (it raises on that scope) is served without it, as uvicorn does.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
 
 #: WSGI worker threads per server: enough for a few concurrent clients, few enough to join fast.
 WSGI_THREADS = 4
+
+#: How long ``stop()`` waits for an ASGI app's ``lifespan.shutdown`` to complete.
+LIFESPAN_TIMEOUT = 5.0
 
 #: Statuses whose answers have no body (RFC 9110 section 6.4.1): never sent chunked.
 _NO_BODY = (204, 304)
@@ -66,6 +74,12 @@ class AppBridge:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # ASGI lifespan (loop thread only, except the threading.Event)
+        self._started: anyio.Event | None = None
+        self._shutdown: anyio.Event | None = None
+        self._lifespan_done = threading.Event()
+        self._startup_error: str | None = None
+        self._state: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<AppBridge {'ASGI' if self.asgi else 'WSGI'} {self.app!r}>"
@@ -76,12 +90,16 @@ class AppBridge:
         return await self._wsgi(request)
 
     def close(self) -> None:
-        """Join the WSGI worker threads (each finishes the call it is in first)."""
+        """Send an ASGI app ``lifespan.shutdown`` (bounded wait); join the WSGI worker threads."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+        loop = self.server._loop
+        if self._started is not None and self._shutdown is not None and loop is not None:
+            loop.call_soon(self._shutdown.set)
+            self._lifespan_done.wait(LIFESPAN_TIMEOUT)
 
     # -- WSGI ------------------------------------------------------------------------------
 
@@ -173,9 +191,54 @@ class AppBridge:
             "headers": [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in request.headers],
             "client": (server.host, client_port),
             "server": (server.host, server.port),
+            "state": dict(self._state),
         }
 
+    async def _lifespan(self) -> None:
+        """The app's lifespan, as a task on the loop thread's own task group (it outlives requests)."""
+        assert self._started is not None
+        assert self._shutdown is not None
+        started, shutdown = self._started, self._shutdown
+        step = 0
+
+        async def receive() -> dict[str, Any]:
+            nonlocal step
+            step += 1
+            if step == 1:
+                return {"type": "lifespan.startup"}
+            await shutdown.wait()
+            return {"type": "lifespan.shutdown"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                self._startup_error = str(message.get("message", ""))
+            if message["type"].startswith("lifespan.startup."):
+                started.set()
+
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"}, "state": self._state}
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:  # noqa: BLE001 - an app without lifespan raises here: serve it without
+            if started.is_set():
+                with self.server._core.lock:
+                    self.server._core.handler_errors.append(f"the ASGI app's lifespan raised {exc!r}")
+        finally:
+            started.set()
+            self._lifespan_done.set()
+
+    async def _ensure_started(self) -> None:
+        """Before the first request: run the app's ``lifespan.startup`` (once) and wait for it."""
+        if self._started is None:
+            loop = self.server._loop
+            assert loop is not None
+            self._started, self._shutdown = anyio.Event(), anyio.Event()
+            loop.spawn(self._lifespan)
+        await self._started.wait()
+        if self._startup_error is not None:
+            raise ConnfaultError(f"the ASGI app's lifespan startup failed: {self._startup_error}")
+
     async def _asgi(self, request: Request) -> Response:
+        await self._ensure_started()
         answered = anyio.Event()
         start: dict[str, Any] = {}
         pieces: list[bytes] = []

@@ -28,7 +28,7 @@ import h11
 
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
-from ._ledger import ConnectionState, EndedBy, Outcome, Request
+from ._ledger import UNREAD_LIMIT, ConnectionState, EndedBy, Outcome, Request
 from ._responses import Rendered, Response, handler_error_response, render
 from ._tls_wire import serve_handshake
 from ._wire import Wire
@@ -51,7 +51,13 @@ class ConnectionLoop:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def _take(self, moment: str, request: Request | None = None, next_index: int | None = None) -> FaultHandle | None:
+    def _take(
+        self,
+        moment: str,
+        request: Request | None = None,
+        next_index: int | None = None,
+        idle_for: float | None = None,
+    ) -> FaultHandle | None:
         core = self.core
         with core.lock:
             if not core.plan.handles:
@@ -64,6 +70,7 @@ class ConnectionLoop:
                     request_on_connection=request.index_on_connection,
                     path=request.path,
                     method=request.method,
+                    idle_for=idle_for,
                 )
             return core.plan.take(
                 moment,
@@ -180,7 +187,8 @@ class ConnectionLoop:
         while data:
             if parser is None:
                 with self.core.lock:
-                    self.state.unread += data
+                    if len(self.state.unread) < UNREAD_LIMIT:  # a client may stream on for ever
+                        self.state.unread += data[: UNREAD_LIMIT - len(self.state.unread)]
             else:
                 parser = self._parse_late(parser, data)
             data = await self.wire.receive()
@@ -222,6 +230,10 @@ class ConnectionLoop:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
+        if self.state.phase == "refused":
+            if not self.state.tls or await serve_handshake(self):
+                await self._refuse()
+            return
         handle = self._take("on_connect")
         if handle is not None and await self._fire(handle, None):
             return
@@ -237,6 +249,50 @@ class ConnectionLoop:
         except _ConnectionOver:
             return
 
+    async def _refuse(self) -> None:
+        """Over ``max_connections``: answer 503 at once, send FIN, then read and discard to the end.
+
+        The 503 goes out before any request is read, so a refused connection costs no parsing
+        and no buffering; the server keeps reading (discarding) so that the client's request is
+        not met by an RST, which could destroy the 503 before the client reads it. The record is
+        a rejected request, given the request line and headers if a request head arrives.
+        """
+        limit = self.core.options.max_connections
+        reason = f"over max_connections={limit} open connections"
+        with self.core.lock:
+            record = self.core.ledger.add_request(
+                self.state, "", "", (), b"", now(), outcome=Outcome("rejected", status=503, detail=reason)
+            )
+        answer = Response(503, f"503 {reason}\n", close=True)
+        await self.wire.send_all(answer._head + answer.body)
+        with self.core.lock:
+            self.wire.half_close()
+            self._end_locked(EndedBy.SERVER_CLOSE)
+        parser: h11.Connection | None = self.h11
+        while True:
+            data = await self.wire.receive()
+            if not data:
+                return
+            if parser is None:
+                continue
+            try:
+                parser.receive_data(data)
+                event = parser.next_event()
+            except h11.ProtocolError:
+                parser = None
+                continue
+            if isinstance(event, h11.Request):
+                with self.core.lock:
+                    self.core.ledger.update(
+                        self.state,
+                        record,
+                        method=event.method.decode("ascii", "replace"),
+                        target=event.target.decode("ascii", "replace"),
+                        headers=_headers(event),
+                    )
+            if event is not h11.NEED_DATA:
+                parser = None
+
     async def _between_requests(self) -> bool:
         """Before a request's first byte: fire ``idle`` and ``before_request`` faults if armed.
 
@@ -247,15 +303,22 @@ class ConnectionLoop:
             idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
             before = any(h.fault.at == "before_request" and not h.is_exhausted for h in core.plan.handles)
         if idle and self.state.requests:
-            seconds = min(h.fault.seconds or 0.0 for h in idle)
-            with anyio.move_on_after(seconds):
-                await self.wire.wait_readable()
-                idle = []
-            if idle:
-                last = self.state.requests[-1]
-                handle = self._take("idle", last)
-                if handle is not None and await self._fire(handle, last):
-                    return False
+            # Wait through each armed idle time in turn; at each, only a fault whose own time has
+            # passed (and whose selectors hold) may fire. The client speaking first ends the pause.
+            last = self.state.requests[-1]
+            started = anyio.current_time()
+            for threshold in sorted({h.fault.seconds or 0.0 for h in idle}):
+                spoke = False
+                with anyio.move_on_after(threshold - (anyio.current_time() - started)):
+                    await self.wire.wait_readable()
+                    spoke = True
+                if spoke:
+                    break
+                handle = self._take("idle", last, idle_for=threshold)
+                if handle is not None:
+                    if await self._fire(handle, last):
+                        return False
+                    break
         if before:
             await self.wire.wait_readable()
             if self.wire.write_shut:
@@ -307,9 +370,17 @@ class ConnectionLoop:
                 headers = _headers(event)
                 version = event.http_version.decode("ascii", "replace")
                 problem = _head_problem(event, headers, version, self.core.options.max_header_size)
+                declared = next((v for n, v in headers if n.lower() == "content-length"), None)
+                if problem is None and limit is not None and declared is not None and int(declared) > limit:
+                    # Refused before the body is read: the client learns at once, nothing is buffered.
+                    problem = 413, f"body over {limit} bytes (Content-Length: {declared})"
                 if problem is not None:
                     await self._reject(problem[0], problem[1], method, target, headers)
                     return None
+                if conn.they_are_waiting_for_100_continue:
+                    # RFC 9110 section 10.1.1: the head is acceptable, so invite the body now
+                    # rather than leave the client waiting for its own timeout.
+                    await self.wire.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if limit is not None and size > limit:
@@ -401,7 +472,9 @@ class ConnectionLoop:
         """Settle the request and mark the connection idle: called right before the last send."""
         with self.core.lock:
             self._settle(request, Outcome("responded", status=status))
-            if keep_alive:
+            # Idle means waiting for a request: not so when the next one is already buffered
+            # (pipelined); it stays busy, so the *_idle() commands leave it alone.
+            if keep_alive and not self.h11.trailing_data[0]:
                 self.state.phase = "idle"
 
     async def _drip(self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool) -> None:

@@ -304,9 +304,16 @@ class Fault:
         request_on_connection: int | None = None,
         path: str | None = None,
         method: str | None = None,
+        idle_for: float | None = None,
     ) -> bool:
-        """Whether this fault selects the given moment of the given connection and request."""
+        """Whether this fault selects the given moment of the given connection and request.
+
+        ``idle_for`` (for ``idle``): how long the connection has been idle; a fault whose own
+        idle time is longer does not match yet.
+        """
         if moment != self.at:
+            return False
+        if idle_for is not None and (self.seconds or 0.0) > idle_for:
             return False
         if self.connection is not None and self.connection != connection:
             return False

@@ -43,7 +43,7 @@ from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._responses import Response, render
 from ._server import COMMAND_TIMEOUT, FaultServer
 from ._tls_wire import TlsWire
-from ._wire import Wire
+from ._wire import Wire, WireClosed
 
 #: Headers that describe one connection, not the message (RFC 9110 section 7.6.1): never forwarded.
 HOP_BY_HOP = frozenset(
@@ -669,7 +669,10 @@ class FaultProxy(FaultServer):
         wire: Wire = state.wire  # type: ignore[assignment]
         if partial.status is not None:
             rendered = render(partial.response(), request)
-            await wire.send_all(rendered.head + rendered.body)
+            try:
+                await wire.send_all(rendered.head + rendered.body)
+            except (OSError, WireClosed):
+                pass  # the client left meanwhile: the drop below finds its socket closed
         with core.lock:
             self._mirror(state, wire, request, drop, what)
         # Never sent: the wire is closed, so the connection loop ends quietly on it.

@@ -21,7 +21,7 @@ import anyio
 from ._connection import ConnectionLoop
 from ._errors import ConnfaultError, FaultSpecError, ServerError
 from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
-from ._ledger import Connection, ConnectionState, EndedBy, Ledger, Request
+from ._ledger import UNREAD_LIMIT, Connection, ConnectionState, EndedBy, Ledger, Request
 from ._loop import LoopThread, get_loop
 from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
 from ._tls_wire import TlsWire
@@ -45,6 +45,10 @@ class ServerOptions:
     max_body_size: int | None = 16 * 1024 * 1024
     #: Cap on the body bytes the ledger keeps per request (None keeps them whole).
     ledger_body_limit: int | None = None
+    #: Most connections served at once (None: no limit). One more is answered ``503`` with
+    #: ``Connection: close`` at once, recorded as a rejected request, and closed. 512 is far above
+    #: what a test opens and well below a CI machine's usual file-descriptor limit (1024).
+    max_connections: int | None = 512
     backlog: int = 1024
 
 
@@ -62,6 +66,8 @@ class ServerCore:
         self.errors: list[str] = []
         self.release_event: Any = None
         self.stopping = False
+        #: Connections accepted and not yet ended, refused ones (over ``max_connections``) aside.
+        self.serving = 0
 
 
 class FaultServer:
@@ -228,11 +234,17 @@ class FaultServer:
             with self._core.lock:
                 # Numbered here, in accept order: the tasks may start in another (trio shuffles).
                 state = self._core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
+                limit = self.options.max_connections
+                if limit is not None and self._core.serving >= limit:
+                    state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
+                else:
+                    self._core.serving += 1
             tg.start_soon(self._serve_connection, sock, state)
 
     async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
         core = self._core
         wire = Wire(sock) if self.tls_context is None else TlsWire(sock, self.tls_context)
+        counted = state.phase != "refused"
         with core.lock:
             state.wire = wire
             core.live[state.id] = state
@@ -257,7 +269,11 @@ class FaultServer:
                 state.closed_at = now()
                 state.phase = "closed"
                 wire.close()
+                if len(state.unread) > UNREAD_LIMIT:
+                    state.unread = state.unread[:UNREAD_LIMIT]
                 core.live.pop(state.id, None)
+                if counted:
+                    core.serving -= 1
 
     def stop(self) -> None:
         """Stop serving, close every connection (ending stalls), and wait until all is closed.

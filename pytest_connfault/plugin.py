@@ -28,7 +28,9 @@ MARKER_HELP = (
     "truncate, garbage, empty, or a list of them to parametrize the test (ids are the names). "
     "`at` is on_connect, handshake (TLS only), before_request, before_response, after_headers, "
     "mid_body, after_response or idle. Markers stack. With connfault_tls_server the faults are "
-    "armed on it. See pytest_connfault.Fault."
+    "armed on it (with connfault_proxy, on its client side). See pytest_connfault.Fault. "
+    "connfault('chaos', rate=0.1, faults=None, seed=None): seeded random faults instead, "
+    "replayable with --connfault-seed."
 )
 
 _servers_key = pytest.StashKey[list[FaultServer]]()
@@ -69,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # First: pytest_unconfigure (which releases) runs even when a check below raises a UsageError,
+    # and an unbalanced release would stop the loop threads of an enclosing (pytester) session.
+    retain_loops()
     config.addinivalue_line("markers", MARKER_HELP)
     backend = _backend(config)
     if backend not in BACKENDS:
@@ -78,7 +83,6 @@ def pytest_configure(config: pytest.Config) -> None:
     rate = config.getoption("connfault_chaos", None)
     if rate is not None and not 0 <= rate <= 1:
         raise pytest.UsageError(f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1")
-    retain_loops()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -122,6 +126,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 chaos_from_mark(mark, 0)
             except (FaultSpecError, TypeError) as exc:
                 pytest.fail(f"{where}: @pytest.mark.connfault('chaos'): {exc}", pytrace=False)
+            if not {"connfault_server", "connfault_tls_server", "connfault_proxy"} & set(metafunc.fixturenames):
+                pytest.fail(
+                    f"{where}: @pytest.mark.connfault('chaos') arms chaos on the connfault_server, "
+                    "connfault_tls_server or connfault_proxy fixture, which this test does not use",
+                    pytrace=False,
+                )
     if not marks:
         return
     problem = None
@@ -181,9 +191,10 @@ def connfault_server_factory(
     """Makes started servers; teardown stops every one still running.
 
     Scope: function. Type: ``Callable[..., FaultServer]``, taking :class:`FaultServer`'s
-    arguments (``host``, ``port``, ``backend``, ``handler``, ``tls``, limits). Default backend:
+    arguments (``host``, ``port``, ``backend``, ``handler``, ``app``, ``tls``, limits). Default backend:
     the ``connfault_backend`` fixture. ``tls=True`` makes an HTTPS server with the
-    ``connfault_server_ssl_context`` fixture. A server may be stopped early with ``server.stop()``.
+    ``connfault_server_ssl_context`` fixture. ``app=`` serves a WSGI or ASGI application (faults in
+    front of your own app). A server may be stopped early with ``server.stop()``.
     If a server failed internally, teardown fails the test with the traceback.
     """
     servers: list[FaultServer] = []

@@ -234,3 +234,60 @@ def test_app_and_handler_are_exclusive() -> None:
         FaultServer(app=wsgi_echo, handler=lambda request: Response())
     with pytest.raises(ConnfaultError, match="WSGI or ASGI callable"):
         FaultServer(app="not an app")
+
+
+class LifespanApp:
+    """An ASGI app with startup and shutdown: startup fills the lifespan state its requests read."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.events: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                self.events.append(message["type"])
+                if message["type"] == "lifespan.startup":
+                    if self.fail:
+                        await send({"type": "lifespan.startup.failed", "message": "no database"})
+                        return
+                    scope["state"]["greeting"] = b"hello from startup"
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await receive()
+        body = scope["state"]["greeting"]
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"%d" % len(body))]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_asgi_lifespan_startup_before_the_first_request_and_shutdown_at_stop(connfault_server_factory: Factory) -> None:
+    """Startup runs once before the first request (its state reaches the requests); stop() sends shutdown."""
+    app = LifespanApp()
+    server = connfault_server_factory(app=app)
+    assert app.events == []
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/").text == "hello from startup"
+        server.close_idle()
+        assert client.get("/").text == "hello from startup"
+    assert app.events == ["lifespan.startup"]
+    server.stop()
+    assert app.events == ["lifespan.startup", "lifespan.shutdown"]
+
+
+def test_asgi_lifespan_startup_failure_is_a_500(connfault_server_factory: Factory) -> None:
+    """A failed startup answers requests with a 500 whose traceback names the app's message."""
+    server = connfault_server_factory(app=LifespanApp(fail=True))
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/").status_code == 500
+    assert "lifespan startup failed: no database" in server.handler_errors[0]
+
+
+def test_asgi_app_without_lifespan_is_served(connfault_server_factory: Factory) -> None:
+    """An app that raises on the lifespan scope (asgi_echo asserts http) is served without lifespan."""
+    server = connfault_server_factory(app=asgi_echo)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.post("/", content=b"xyz").content == b"xyz"
+    assert server.handler_errors == []

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import commands, memory, throughput
+from benchmarks import commands, memory, pertest, throughput
 from benchmarks._common import Config, Section, interleaved, render_table
 from benchmarks._floor import REQUEST, FloorServer, connect, get, response_end
 from pytest_connfault import FaultServer
@@ -116,6 +116,16 @@ def test_pipelined_memory_load_is_one_connection_and_every_request_answered(back
         assert {r.connection_id for r in requests} == {1}
         assert all(r.outcome.kind == "responded" for r in requests)
         assert memory.ledger_size(server) > 250 * 100
+
+
+def test_generated_pytest_suites_pass_and_really_request(tmp_path: Path) -> None:
+    files = pertest.write_suite(tmp_path, tests=3, fresh_tests=1)
+    assert set(files) >= {"empty", "connfault-asyncio", "connfault-trio", "httpserver-shared", "httpserver-fresh"}
+    for variant in ("connfault-asyncio", "httpserver-shared"):
+        wall, cpu = pertest.run_pytest(tmp_path, *files[variant])  # raises unless all 3 tests passed
+        assert wall > 0
+        assert cpu > 0
+    assert files["connfault-asyncio"][0].read_text().count("get(connfault_server.host") == 3
 
 
 def test_deep_size_counts_shared_objects_once() -> None:

@@ -208,3 +208,13 @@ def test_bad_chaos_options_are_usage_errors(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--connfault-chaos=3.0 is not a rate*"])
     result = pytester.runpytest("-p", "no:randomly")
     result.stdout.fnmatch_lines(["*connfault('chaos'): chaos cannot fire reset@idle*"])
+
+
+def test_usage_error_leaves_the_loop_threads_to_the_outer_session(pytester: pytest.Pytester) -> None:
+    """A run refused in pytest_configure releases only what it retained: the outer session's loops live on."""
+    from pytest_connfault import _loop
+
+    before = _loop._users
+    pytester.makepyfile("def test_x():\n    pass\n")
+    assert pytester.runpytest("--connfault-chaos=3").ret == pytest.ExitCode.USAGE_ERROR
+    assert _loop._users == before

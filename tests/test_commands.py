@@ -243,3 +243,14 @@ def test_stop_of_a_direct_server_twice_and_as_context_manager() -> None:
             assert client.read_to_end(timeout=5).end == FIN
     assert not direct.is_running
     assert direct.connection(1).ended_by is EndedBy.SERVER_SHUTDOWN
+
+
+def test_pipelined_request_makes_the_connection_busy_not_idle(server: FaultServer) -> None:
+    """A request read from bytes already buffered (pipelined) makes its connection busy: commands leave it alone."""
+    handle = server.inject("delay", path="/slow", seconds=0.3)
+    with RawClient(server) as client:
+        client.send(b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.read_reply().status == 200
+        handle.wait(5)  # the server is now delaying its answer to /slow
+        assert server.close_idle() == [], "a connection in the middle of a request was taken for idle"
+        assert client.read_reply().status == 200

@@ -216,3 +216,12 @@ def test_a_hook_returning_no_driver_is_a_usage_error(pytester: pytest.Pytester) 
     result = pytester.runpytest("--connfault", *NO_RANDOM)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*two conformance drivers are named 'httpx-sync'; names must be unique*"])
+
+
+def test_strict_fails_the_non_strict_cells(pytester: pytest.Pytester) -> None:
+    """--connfault-strict turns NON-STRICT cells into failures; the verdict itself stays NON-STRICT."""
+    args = ("--connfault=httpx-sync", "--connfault-scenario=race-get,idle-fin-reuse", *NO_RANDOM)
+    pytester.runpytest(*args).assert_outcomes(passed=2)
+    result = pytester.runpytest(*args, "--connfault-strict")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["NON-STRICT: race-get x httpx-sync *", "race-get * NON-STRICT"])

@@ -38,6 +38,7 @@ def run_toys(pytester: pytest.Pytester, clients: str, scenarios: str) -> dict[st
     [
         ("toy-dead-reuse", "idle-fin-reuse", "*GET /second raised *ToyError*it never opened a new connection*reconnected"),
         ("toy-dead-reuse", "idle-rst-reuse", "*GET /second raised *ToyError*it never opened a new connection*reconnected"),
+        ("toy-dead-reuse", "burst-after-partial-drop", "wrote GET /next* onto connection * after the server had half-closed it*"),
         ("toy-replay", "read-reset-post", "replayed the POST silently: the server read it 2 times (ledger)*"),
         ("toy-leak", "truncated-length", "the pool still counts 1 active connection(s) after every request finished: a leak"),
         ("toy-leak", "reset-mid-body", "the pool still counts 1 active connection(s) after every request finished: a leak"),

@@ -290,3 +290,11 @@ def test_method_that_is_not_a_str_is_refused() -> None:
     """method= must be a str."""
     with pytest.raises(FaultSpecError, match="method= must be a str, not int"):
         Fault("reset", method=3)  # type: ignore[arg-type]
+
+
+def test_idle_fault_matches_only_once_its_own_idle_time_has_passed() -> None:
+    """An idle fault does not match a pause shorter than its seconds, and matches one as long or longer."""
+    fault = Fault("reset", at="idle", seconds=0.5)
+    assert not fault.matches("idle", connection=1, idle_for=0.1)
+    assert fault.matches("idle", connection=1, idle_for=0.5)
+    assert fault.matches("idle", connection=1, idle_for=2.0)

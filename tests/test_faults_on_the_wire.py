@@ -12,6 +12,8 @@ reached the client before the server's RST stay readable; the reset surfaces on 
 from __future__ import annotations
 
 import functools
+import socket
+import struct
 import time
 from typing import Any, Callable
 
@@ -307,14 +309,14 @@ def test_idle_fault_waits_for_the_idle_time(server: FaultServer, kind: str, end:
     """An idle fault fires only after the connection has been idle for its seconds, like a keep-alive timeout."""
     handle = arm(server, kind, "idle", seconds=DELAY)
     with RawClient(server) as client:
+        idle_from = time.monotonic()  # no later than the server's idle clock starts
         assert client.request().complete
-        idle_from = time.monotonic()
         got = client.read_to_end(timeout=5)
         waited = time.monotonic() - idle_from
     assert got.end == end
-    assert waited >= DELAY * 0.9, f"{kind}@idle fired after {waited:.3f} s, before its {DELAY} s"
+    assert waited >= DELAY, f"{kind}@idle fired after {waited:.3f} s, before its {DELAY} s"
     firing = handle.wait(5)  # the client may see the drop before the handle is set: wait, don't peek
-    assert firing.fired_at - server.requests[0].received_at >= DELAY * 0.9
+    assert firing.fired_at - server.requests[0].received_at >= DELAY
 
 
 def test_idle_fault_does_not_fire_while_requests_keep_coming(server: FaultServer) -> None:
@@ -381,6 +383,23 @@ def test_httpx_times_out_on_a_stall_and_the_next_request_succeeds(server: FaultS
     assert [r.connection_id for r in server.requests] == [1, 2]
 
 
+def test_httpx_keep_alive_race_is_deterministic_with_before_request(server: FaultServer) -> None:
+    """close at before_request (request 2) drops the reused connection just as the request arrives: the race, every time.
+
+    This is the window of encode/httpx #327: the client wrote its request on a kept-alive
+    connection the server is closing. httpx does not retry and raises RemoteProtocolError.
+    """
+    handle = server.inject("close", at="before_request", request=2)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/1").status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError, match="Server disconnected without sending a response"):
+            client.get("/2")
+        assert client.get("/3").status_code == 200
+    assert handle.wait(5).connection_id == 1
+    assert [(r.target, r.connection_id) for r in server.requests] == [("/1", 1), ("/3", 2)]
+    assert server.connection(1).unread.startswith(b"GET /2 HTTP/1.1"), "the cut request is kept as unread"
+
+
 def test_httpx_gets_delayed_and_dripped_responses_whole(server: FaultServer) -> None:
     """httpx.Client: delay and drip slow the response down but it arrives intact."""
     server.inject("delay", seconds=DELAY, request=1)
@@ -405,3 +424,46 @@ def test_faults_work_on_a_server_made_without_fixtures() -> None:
             handle.wait(5)
             assert client.read_to_end(timeout=5).end == RST
 
+
+
+def test_idle_faults_each_wait_their_own_time(server: FaultServer) -> None:
+    """With several idle faults armed, the one that fires is one whose own idle time has passed."""
+    slow = arm(server, "close", "idle", seconds=30.0)  # armed first, but its time never comes here
+    fast = arm(server, "reset", "idle", seconds=DELAY)
+    with RawClient(server) as client:
+        assert client.request().complete
+        got = client.read_to_end(timeout=5)
+    assert got.end == RST, "the longer idle fault fired at the shorter one's time"
+    fast.wait(5)
+    assert slow.fired == 0
+
+
+def test_idle_fault_for_another_connection_does_not_shorten_the_wait(server: FaultServer) -> None:
+    """A short idle fault that selects another connection does not make this connection's fault fire early."""
+    arm(server, "reset", "idle", seconds=IDLE, connection=2)
+    mine = arm(server, "close", "idle", seconds=DELAY, connection=1)
+    with RawClient(server) as client:
+        idle_from = time.monotonic()  # no later than the server's idle clock starts
+        assert client.request().complete
+        got = client.read_to_end(timeout=5)
+        waited = time.monotonic() - idle_from
+    assert got.end == FIN
+    assert waited >= DELAY, f"connection 1 was dropped after {waited:.3f} s, before its {DELAY} s"
+    mine.wait(5)
+
+
+@pytest.mark.parametrize(("how", "end"), [("fin", FIN), ("rst", RST), ("silence", TIMEOUT)])
+def test_raw_client_tells_fin_from_rst_from_silence(how: str, end: str) -> None:
+    """Negative control for the instrument: against a bare socket peer, the raw client names each ending right."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        with RawClient(listener.getsockname()) as client:
+            peer, _ = listener.accept()
+            with peer:
+                peer.sendall(b"before")
+                if how == "rst":
+                    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    peer.close()
+                elif how == "fin":
+                    peer.shutdown(socket.SHUT_WR)
+                got = client.read_to_end(timeout=0.2)
+    assert (got.data, got.end) == (b"before", end)

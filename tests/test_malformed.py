@@ -289,3 +289,16 @@ def _check_ledger_and_serving(server: FaultServer) -> None:
     before = len(server.requests)
     assert_still_serving(server)
     assert server.requests[before].target == "/after"
+
+
+def test_a_request_sent_one_byte_at_a_time_is_served_without_holding_up_others(server: FaultServer) -> None:
+    """A client that sends its request a byte at a time gets its 200; other clients are served in between."""
+    request = b"GET /trickle HTTP/1.1\r\nHost: x\r\n\r\n"
+    with RawClient(server) as slow:
+        for number, byte in enumerate(request):
+            slow.send(bytes([byte]))
+            if number % 10 == 0:
+                with RawClient(server) as quick:
+                    assert quick.request(timeout=2).status == 200
+        assert slow.read_reply().status == 200
+    assert server.requests[-1].target == "/trickle"

@@ -245,3 +245,28 @@ def test_failing_test_report_shows_both_sides(pytester: pytest.Pytester) -> None
         "upstream side (http://127.0.0.1:*):",
         "*upstream 1  opened*",
     ])
+
+
+def test_concurrent_clients_each_get_their_own_answer(proxy: FaultProxy) -> None:
+    """Eight clients at once: every answer is the one asked for; the upstream pool holds at most eight."""
+    import threading
+
+    failures: list[str] = []
+
+    def client_loop(n: int) -> None:
+        with httpx.Client(base_url=proxy.url) as client:
+            for i in range(15):
+                body = f"client {n} request {i} ".encode() * (n + 1)
+                got = client.post("/echo", content=body).content
+                if got != body:
+                    failures.append(f"{n}/{i}: {got[:40]!r}")
+
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failures == []
+    assert len(proxy.requests) == 8 * 15
+    assert all(r.upstream_status == 200 for r in proxy.requests)
+    assert 1 <= len(proxy.upstream_connections) <= 8

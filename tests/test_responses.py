@@ -224,3 +224,32 @@ def test_close_delimited_body_ends_with_the_connection(server: FaultServer) -> N
     assert reply.body == b"until the end"
     assert reply.complete
     wait_until(lambda: not server.connection(1).is_open)
+
+
+def test_expect_100_continue_is_answered_before_the_body(server: FaultServer) -> None:
+    """A request with Expect: 100-continue gets 100 Continue at once, then its response once the body is sent."""
+    with RawClient(server) as client:
+        client.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = client.read_bytes(len(b"HTTP/1.1 100 Continue\r\n\r\n"), timeout=5)
+        assert interim.data == b"HTTP/1.1 100 Continue\r\n\r\n", "the client was left waiting for 100 Continue"
+        client.send(b"hello")
+        assert client.read_reply().status == 200
+    assert server.requests[0].body == b"hello"
+
+
+def test_expect_100_continue_over_the_body_limit_gets_413_at_once(connfault_server_factory: ServerFactory) -> None:
+    """When the declared body is over max_body_size, the answer to Expect: 100-continue is the final 413."""
+    server = connfault_server_factory(max_body_size=10)
+    with RawClient(server) as client:
+        client.send(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n")
+        reply = client.read_reply()
+    assert reply.status == 413
+    assert server.requests[0].outcome.status == 413
+
+
+def test_httpx_large_upload_with_expect_header_succeeds(server: FaultServer) -> None:
+    """A real client that sends Expect: 100-continue gets its upload through."""
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post("/up", content=b"x" * 1000, headers={"Expect": "100-continue"})
+    assert response.status_code == 200
+    assert server.requests[0].body == b"x" * 1000

@@ -157,3 +157,27 @@ def test_selectors_on_a_directly_made_server() -> None:
     with FaultServer() as direct:
         direct.inject("close", at="before_response", request=1)
         assert [fetch_new(direct) for _ in range(2)] == ["fin", "200"]
+
+
+def test_before_request_selects_by_the_request_about_to_be_read(server: FaultServer) -> None:
+    """At before_request, request= and request_on_connection= count the request whose first bytes arrived."""
+    by_index = server.inject("close", at="before_request", request=2)
+    with RawClient(server) as client:
+        assert [fetch(client), fetch(client)] == ["200", "fin"]
+    assert by_index.wait(5).connection_id == 1
+    per_connection = server.inject("reset", at="before_request", request_on_connection=2, times="always")
+    with RawClient(server) as client:
+        assert [fetch(client), fetch(client)] == ["200", "rst"]
+    wait_until(lambda: per_connection.fired == 1)
+    assert [r.target for r in server.requests] == ["/", "/"], "requests cut before reading are not recorded"
+
+
+def test_on_connect_selects_by_connection(server: FaultServer) -> None:
+    """At on_connect, connection= picks which accepted connection is dropped before any byte is read."""
+    handle = server.inject("reset", at="on_connect", connection=2)
+    with RawClient(server) as first:
+        assert fetch(first) == "200"
+        with RawClient(server) as second:
+            handle.wait(5)
+            assert second.read_to_end().end == "rst"
+        assert fetch(first) == "200"

@@ -179,10 +179,10 @@ class Cell:
         await self.wait_fired(handle, f"{handle.fault!r} on the reused connection")
         return True
 
-    async def wait_fired(self, handle: Any, what: str) -> None:
+    async def wait_fired(self, handle: Any, what: str, timeout: float = HARNESS_TIMEOUT) -> None:
         """Wait until an armed fault is on the wire, then let the client's loop see it."""
         try:
-            await handle.wait_async(HARNESS_TIMEOUT)
+            await handle.wait_async(timeout)
         except Exception as exc:
             raise HarnessError(f"{what}: {exc}") from exc
         await self.settle()
@@ -192,7 +192,8 @@ class Cell:
 
         Not a timed sleep: zero-second yields. An asyncio client (aiohttp) learns of a FIN only
         when its loop runs the transport's read callback, which the selector queues *behind* the
-        task that was already runnable; two turns let it run before the scenario's next step. A
+        task that was already runnable; two turns let it run before the scenario's next step (three
+        leave one to spare). A
         drop and a request within one loop turn would be the keep-alive race, which the ``race-*``
         scenarios test on purpose; the idle scenarios give the client its chance to notice.
         """

@@ -13,6 +13,7 @@ for a pool limit: the matrix tests what users of the client get.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import ssl
 from dataclasses import dataclass
 from importlib import metadata
@@ -68,10 +69,19 @@ class Driver:
         """The column header: ``label``, else the name cut to 10 characters."""
         return (self.label or self.name)[:10]
 
-    def unavailable(self) -> str | None:
-        """Why the client cannot run here (not installed), or None when it can."""
+    def unavailable(self, *, load: bool = True) -> str | None:
+        """Why the client cannot run here (not installed), or None when it can.
+
+        With ``load=False`` the modules are only looked up, not imported: the matrix's columns
+        are known without importing every client in processes that run no cell (the xdist
+        controller), where importing them would only cost time.
+        """
         for module in filter(None, [self.module, "trio" if self.backend == "trio" else ""]):
             try:
+                if not load:
+                    if importlib.util.find_spec(module) is None:
+                        return f"{module} is not installed"
+                    continue
                 importlib.import_module(module)
             except ImportError as exc:
                 return f"{module} is not installed ({exc})"

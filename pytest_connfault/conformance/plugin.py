@@ -23,7 +23,7 @@ from . import hookspec
 from ._cell import run_cell
 from ._drivers import BUILTIN_DRIVERS, ClientOptions, Driver
 from ._matrix import ClientColumn, Matrix, ScenarioRow, render
-from ._model import ERROR, FAILED, SKIPPED, CellResult
+from ._model import ERROR, FAILED, NON_STRICT, SKIPPED, CellResult
 from ._reports import write
 from ._scenarios import SCENARIOS, Scenario
 
@@ -36,6 +36,7 @@ CLIENTS_HELP = (
 )
 SCENARIO_HELP = "only the scenarios with these comma-separated IDs (globs allowed); implies --connfault"
 LIST_HELP = "list the conformance scenarios and clients, with descriptions and sources, and exit"
+STRICT_HELP = "fail the NON-STRICT cells too (like h2spec --strict): for a client that means to do better than allowed"
 REPORT_HELP = "write the matrix to PATH: JSON (.json) or a self-contained HTML page (.html); implies --connfault"
 
 
@@ -50,7 +51,7 @@ class Conformance:
         self.ca_bundle: Any = None
         self.matrix = Matrix(
             [ScenarioRow(s.id, s.title, s.source, s.needs) for s in scenarios],
-            [ClientColumn(d.name, d.column, unavailable=d.unavailable()) for d in drivers],
+            [ClientColumn(d.name, d.column, unavailable=d.unavailable(load=False)) for d in drivers],
         )
 
     def server_for(self, scenario: Scenario) -> tuple[FaultServer, ClientOptions]:
@@ -100,6 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--connfault-scenario", default=None, metavar="ID,...", dest="connfault_scenario", help=SCENARIO_HELP)
     group.addoption("--connfault-list", action="store_true", default=False, dest="connfault_list", help=LIST_HELP)
     group.addoption("--connfault-report", default=None, metavar="PATH", dest="connfault_report", help=REPORT_HELP)
+    group.addoption("--connfault-strict", action="store_true", default=False, dest="connfault_strict", help=STRICT_HELP)
 
 
 def all_drivers(config: pytest.Config) -> list[Driver]:
@@ -238,7 +240,8 @@ class ConformanceItem(pytest.Item):
                 self._skip(f"{self.scenario.id} needs TLS: {missing}")
         self.result = result = run_cell(self.driver, self.scenario, lambda: self.state.server_for(self.scenario))
         self.user_properties.append(("connfault_verdict", result.verdict))
-        if result.verdict in (FAILED, ERROR):
+        failing = (FAILED, ERROR, NON_STRICT) if self.config.option.connfault_strict else (FAILED, ERROR)
+        if result.verdict in failing:
             raise CellFailed(result)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
