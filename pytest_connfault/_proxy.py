@@ -285,8 +285,9 @@ class FaultProxy(FaultServer):
         if parts.scheme == "https":
             self._up_tls = upstream_ssl_context or ssl.create_default_context()
         # Resolved here, in the caller's thread: on the loop it would take a resolver thread.
-        info = socket.getaddrinfo(self._up_host, self._up_port, type=socket.SOCK_STREAM)[0]
-        self._up_address: tuple[Any, ...] = (info[0], info[4])
+        infos = socket.getaddrinfo(self._up_host, self._up_port, type=socket.SOCK_STREAM)
+        #: Tried in order ("localhost" may be ::1 first while the upstream listens on 127.0.0.1).
+        self._up_addresses: list[tuple[Any, ...]] = [(info[0], info[4]) for info in infos]
         self._up_plan = FaultPlan()
         self._links: list[_Link] = []
         self._idle: list[_Link] = []
@@ -482,7 +483,15 @@ class FaultProxy(FaultServer):
         return await self._connect(), False
 
     async def _connect(self) -> _Link:
-        family, address = self._up_address
+        for number, (family, address) in enumerate(self._up_addresses, 1):
+            try:
+                return await self._connect_to(family, address)
+            except ConnectionRefusedError:
+                if number == len(self._up_addresses):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _connect_to(self, family: int, address: Any) -> _Link:
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setblocking(False)

@@ -270,3 +270,24 @@ def test_concurrent_clients_each_get_their_own_answer(proxy: FaultProxy) -> None
     assert len(proxy.requests) == 8 * 15
     assert all(r.upstream_status == 200 for r in proxy.requests)
     assert 1 <= len(proxy.upstream_connections) <= 8
+
+
+def test_upstream_by_name_localhost(upstream: Upstream, connfault_proxy_factory: object) -> None:
+    """An upstream named "localhost" is reached on whichever of its addresses listens (127.0.0.1 here)."""
+    proxy = connfault_proxy_factory(f"http://localhost:{upstream.port}")  # type: ignore[operator]
+    with httpx.Client(base_url=proxy.url) as client:
+        response = client.get("/echo")
+    assert response.headers["x-host"] == f"localhost:{upstream.port}"
+
+
+def test_connfault_proxy_without_an_upstream_says_what_to_do(pytester: pytest.Pytester) -> None:
+    """Using connfault_proxy with no upstream given fails the test with a message naming both ways to give one."""
+    pytester.makepyfile(
+        """
+        def test_needs_upstream(connfault_proxy):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*override the connfault_upstream fixture*parametrize connfault_proxy indirectly*"])

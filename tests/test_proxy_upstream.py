@@ -148,7 +148,7 @@ async def test_upstream_idle_command_async(make_proxy: Any) -> None:
 def test_upstream_timeout_is_a_504(connfault_server: FaultServer, connfault_proxy_factory: Any) -> None:
     """An upstream that stalls past upstream_timeout gives the client a 504."""
     connfault_server.inject("stall", request=1)
-    proxy = connfault_proxy_factory(connfault_server.url, upstream_timeout=0.2)
+    proxy = connfault_proxy_factory(connfault_server.url, upstream_timeout=0.5)
     with httpx.Client(base_url=proxy.url) as client:
         response = client.get("/slow")
         connfault_server.release()
