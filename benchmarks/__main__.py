@@ -91,7 +91,16 @@ def main(argv: list[str]) -> int:
     for name in names:
         config.log(f"{name} ...")
         started = time.perf_counter()
-        sections.append(MEASUREMENTS[name](config))
+        failed_before = len(config.errors)
+        try:
+            section = MEASUREMENTS[name](config)
+        except Exception as exc:  # noqa: BLE001 - one broken measurement must not lose the others
+            config.errors.append(f"{name}: {exc!r}")
+            section = Section(f"{name}: failed")
+            section.add(name, None, "", f"failed: {str(exc).strip()[:200]}", "", False)
+        for error in config.errors[failed_before:]:
+            section.notes.append("sample failed: " + error.splitlines()[0][:300])
+        sections.append(section)
         config.log(f"{name} took {time.perf_counter() - started:.1f} s")
     elapsed = time.perf_counter() - began
     table = render_table(sections)
@@ -103,6 +112,8 @@ def main(argv: list[str]) -> int:
     missed = [f"{row.section.split('.')[0]}. {row.label.strip()}" for s in sections for row in s.rows if row.ok is False]
     print(f"\n{sum(r.ok is True for s in sections for r in s.rows)} bars met, {len(missed)} missed"
           + (": " + "; ".join(missed) if missed else ""))
+    if config.errors:
+        print(f"\n{len(config.errors)} sample(s) failed; first:\n{config.errors[0]}", file=sys.stderr)
     if args.write_results:
         path = Path(args.write_results)
         text = [
@@ -120,7 +131,7 @@ def main(argv: list[str]) -> int:
         ]
         path.write_text("\n".join(text))
         print(f"\nwrote {path}")
-    return 0
+    return 1 if config.errors else 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ class Config:
     memory_requests: int = 100_000
     backends: tuple[str, ...] = ("asyncio", "trio")
     verbose: bool = True
+    #: Samples that failed (the run goes on without them; the exit status reports them).
+    errors: list[str] = field(default_factory=list)
 
     @classmethod
     def make(cls, quick: bool, **overrides: Any) -> Config:
@@ -67,6 +70,8 @@ class Row:
     def verdict(self) -> str:
         if self.ok is None:
             return "-" if not self.bar else "n/a"
+        if self.value is None and not self.ok:
+            return "ERROR"
         return "PASS" if self.ok else "MISS"
 
 
@@ -129,7 +134,18 @@ def render_table(sections: Sequence[Section]) -> str:
 
 
 def run_worker(task: str, timeout: float = WORKER_TIMEOUT, **kwargs: Any) -> Any:
-    """Run ``benchmarks._worker`` ``task(**kwargs)`` in a fresh interpreter; return its JSON result."""
+    """Run ``benchmarks._worker`` ``task(**kwargs)`` in a fresh interpreter; return its JSON result.
+
+    A failed worker is tried once more (the tree may be mid-edit for a moment) before it raises.
+    """
+    try:
+        return _run_worker_once(task, timeout, kwargs)
+    except RuntimeError:
+        time.sleep(2)
+        return _run_worker_once(task, timeout, kwargs)
+
+
+def _run_worker_once(task: str, timeout: float, kwargs: dict[str, Any]) -> Any:
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks._worker", task, json.dumps(kwargs)],
         cwd=str(ROOT),
@@ -156,14 +172,21 @@ def worker_env() -> dict[str, str]:
 def interleaved(
     config: Config, variants: Sequence[str], sample: Callable[[str], Any], rounds: int | None = None
 ) -> dict[str, list[Any]]:
-    """``sample(variant)`` for every variant, ``rounds`` times, the order rotated each round."""
+    """``sample(variant)`` for every variant, ``rounds`` times, the order rotated each round.
+
+    A sample that raises is left out and recorded in ``config.errors``; the others go on.
+    """
     results: dict[str, list[Any]] = {v: [] for v in variants}
     count = config.rounds if rounds is None else rounds
     for number in range(count):
         shift = number % len(variants)
         for variant in list(variants[shift:]) + list(variants[:shift]):
             config.log(f"round {number + 1}/{count}: {variant}")
-            results[variant].append(sample(variant))
+            try:
+                results[variant].append(sample(variant))
+            except Exception as exc:  # noqa: BLE001 - reported in the table's notes and the exit status
+                config.errors.append(f"{variant}, round {number + 1}: {str(exc).strip()[:2000]}")
+                config.log(f"FAILED: {variant}: {str(exc).strip()[-300:]}")
     return results
 
 

@@ -25,10 +25,10 @@ from ._ledger import EndedBy as EndedBy
 from ._ledger import Outcome as Outcome
 from ._ledger import Request as Request
 from ._proxy import FaultProxy as FaultProxy
-from ._proxy import UpstreamConnection as UpstreamConnection
 from ._responses import Response as Response
 from ._server import FaultServer as FaultServer
 from ._server import ServerOptions as ServerOptions
+from ._upstream import UpstreamConnection as UpstreamConnection
 from .assertions import assert_new_connection as assert_new_connection
 from .assertions import assert_no_leak as assert_no_leak
 from .assertions import assert_no_stale as assert_no_stale

@@ -48,6 +48,8 @@ class ConnectionLoop:
         self.state = state
         self.wire = wire
         self.h11 = self._new_parser()
+        #: When the connection last became idle (its last response's final send), loop time.
+        self.idle_since = 0.0
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -293,41 +295,52 @@ class ConnectionLoop:
             if event is not h11.NEED_DATA:
                 parser = None
 
-    async def _between_requests(self) -> bool:
-        """Before a request's first byte: fire ``idle`` and ``before_request`` faults if armed.
+    async def _await_request(self) -> bool:
+        """At a request boundary: wait until the next request's first bytes (or EOF) can be read,
+        firing ``idle`` and ``before_request`` faults on the way. False when the connection is over.
 
-        Returns False when the connection is over.
+        The waits are wakeable: a fault armed meanwhile (``server.inject`` calls ``core.wake``)
+        makes the connection look at the plan again, so a fault armed between two requests always
+        applies to the second, and an idle fault armed during a pause counts from its start.
         """
         core = self.core
-        with core.lock:
-            idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
-            before = any(h.fault.at == "before_request" and not h.is_exhausted for h in core.plan.handles)
-        if idle and self.state.requests:
-            # Wait through each armed idle time in turn; at each, only a fault whose own time has
-            # passed (and whose selectors hold) may fire. The client speaking first ends the pause.
+        if not self.state.requests and not core.plan.handles and self.wire.has_bytes():
+            return True  # the first request is usually there already: no wait
+        while True:
+            with core.lock:
+                idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
+            with anyio.CancelScope() as wake:
+                core.waiting.add(wake)
+                try:
+                    due = await self._pause(idle if self.state.requests else [])
+                finally:
+                    core.waiting.discard(wake)
+            if wake.cancelled_caught:
+                continue  # a fault was armed: look again
+            if due is None:
+                break
+            # An idle fault's time came (reset, close, half_close, garbage: each ends the connection).
+            if await self._fire(due, self.state.requests[-1]):
+                return False
+        if self.wire.write_shut or not core.plan.handles:
+            return True
+        handle = self._take("before_request", next_index=len(core.ledger.requests) + 1)
+        # The bytes waiting are kept as unread by a drop (see _drop).
+        return not (handle is not None and await self._fire(handle, None))
+
+    async def _pause(self, idle: list[FaultHandle]) -> FaultHandle | None:
+        """Wait for bytes; on the way, the first idle fault whose own time passes (and selects us)."""
+        if idle:
             last = self.state.requests[-1]
-            started = anyio.current_time()
             for threshold in sorted({h.fault.seconds or 0.0 for h in idle}):
-                spoke = False
-                with anyio.move_on_after(threshold - (anyio.current_time() - started)):
+                with anyio.move_on_after(threshold - (anyio.current_time() - self.idle_since)):
                     await self.wire.wait_readable()
-                    spoke = True
-                if spoke:
-                    break
+                    return None  # the client spoke first
                 handle = self._take("idle", last, idle_for=threshold)
                 if handle is not None:
-                    if await self._fire(handle, last):
-                        return False
-                    break
-        if before:
-            await self.wire.wait_readable()
-            if self.wire.write_shut:
-                return True
-            handle = self._take("before_request", next_index=len(core.ledger.requests) + 1)
-            # The bytes waiting are kept as unread by a drop (see _drop).
-            if handle is not None and await self._fire(handle, None):
-                return False
-        return True
+                    return handle
+        await self.wire.wait_readable()
+        return None
 
     async def _read_request(self) -> Request | None:
         """Read one whole request and record it; None when the connection ended instead."""
@@ -346,10 +359,10 @@ class ConnectionLoop:
                 return None
             if event is h11.NEED_DATA:
                 at_boundary = conn.their_state is h11.IDLE and not conn.trailing_data[0]
-                if at_boundary and self.core.plan.handles and not await self._between_requests():
+                if at_boundary and not await self._await_request():
                     return None
                 try:
-                    data = await self.wire.receive(wait_first=at_boundary and bool(self.state.requests))
+                    data = await self.wire.receive()
                 except ConnectionResetError:
                     if not at_boundary:
                         self._record_cut_short(method, target, headers, b"".join(body))
@@ -476,6 +489,7 @@ class ConnectionLoop:
             # (pipelined); it stays busy, so the *_idle() commands leave it alone.
             if keep_alive and not self.h11.trailing_data[0]:
                 self.state.phase = "idle"
+        self.idle_since = anyio.current_time()
 
     async def _drip(self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool) -> None:
         fault = handle.fault

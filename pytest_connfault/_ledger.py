@@ -14,7 +14,6 @@ from typing import Any
 
 from ._faults import FaultFiring
 
-
 #: The most bytes of a connection's ``unread`` the ledger keeps (the first ones): a whole request
 #: head at the default limit, and a client that streams a huge body at a closing or refusing
 #: server cannot grow the ledger by more.

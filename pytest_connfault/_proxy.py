@@ -26,11 +26,8 @@ idle) is retried once on a new connection, as reverse proxies do; that never rea
 
 from __future__ import annotations
 
-import errno
-import os
 import socket
 import ssl
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,22 +40,18 @@ from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._responses import Response, render
 from ._server import COMMAND_TIMEOUT, FaultServer
 from ._tls_wire import TlsWire
-from ._wire import Wire, WireClosed
-
-#: Headers that describe one connection, not the message (RFC 9110 section 7.6.1): never forwarded.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
+from ._upstream import (
+    Link,
+    Partial,
+    UpstreamBroken,
+    UpstreamConnection,
+    UpstreamDropped,
+    connect,
+    read_answer,
+    stale,
+    strip_hop_by_hop,
 )
+from ._wire import Wire, WireClosed
 
 #: What an upstream fault can do, and when (``proxy.inject_upstream``).
 UPSTREAM_KINDS = ("reset", "close")
@@ -69,162 +62,7 @@ UPSTREAM_MOMENTS = {
     "after_response": "the upstream's answer is complete: its idle keep-alive connection drops",
 }
 
-#: How an upstream connection ended (``UpstreamConnection.ended_by``).
-UPSTREAM_ENDINGS = {
-    "upstream_close": "the upstream closed it (FIN, or Connection: close)",
-    "upstream_reset": "the upstream reset it",
-    "fault": "an upstream fault dropped it (proxy.inject_upstream)",
-    "command": "proxy.reset_upstream_idle() or close_upstream_idle()",
-    "error": "the upstream broke HTTP, or timed out",
-    "shutdown": "the proxy stopped",
-}
-
 ERROR_MODES = ("mirror", "502")
-
-
-@dataclass(frozen=True)
-class UpstreamConnection:
-    """One connection from the proxy to its upstream.
-
-    This type has no public constructor; you get one from ``proxy.upstream_connections`` or the
-    upstream commands (``proxy.reset_upstream_idle()``).
-
-    Attributes:
-        id: 1, 2, ... in the order the proxy opened them (``Request.upstream_connection``).
-        local_port: the proxy's port on it (the upstream's view of its client).
-        ended_by: one of :data:`UPSTREAM_ENDINGS`, or None while open.
-        requests: the indices of the client requests it carried, in order.
-        faults: the upstream faults fired on it.
-    """
-
-    id: int
-    local_port: int
-    opened_at: float
-    closed_at: float | None
-    ended_by: str | None
-    requests: tuple[int, ...]
-    faults: tuple[FaultFiring, ...]
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the proxy still holds the connection."""
-        return self.closed_at is None
-
-    def __str__(self) -> str:
-        state = "open" if self.closed_at is None else f"ended by {self.ended_by}"
-        return f"upstream connection {self.id} (local port {self.local_port}, {len(self.requests)} requests, {state})"
-
-
-class _Link:
-    """A live upstream connection; touched on the loop thread only (records under the lock)."""
-
-    def __init__(self, id: int, wire: Wire, local_port: int) -> None:
-        self.id = id
-        self.wire = wire
-        self.local_port = local_port
-        self.opened_at = now()
-        self.closed_at: float | None = None
-        self.ended_by: str | None = None
-        self.requests: list[int] = []
-        self.faults: list[FaultFiring] = []
-        self.h11 = h11.Connection(h11.CLIENT)
-
-    def snapshot(self) -> UpstreamConnection:
-        return UpstreamConnection(
-            self.id, self.local_port, self.opened_at, self.closed_at, self.ended_by,
-            tuple(self.requests), tuple(self.faults),
-        )
-
-
-class _ClientTlsWire(TlsWire):
-    """The client side of TLS on the same sans-IO wire (the proxy talking to an HTTPS upstream)."""
-
-    __slots__ = ()
-
-    _placeholder: ssl.SSLContext | None = None
-
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext, hostname: str) -> None:
-        # The parent sets up its buffers with a server-side object; it is replaced before any use.
-        if _ClientTlsWire._placeholder is None:
-            _ClientTlsWire._placeholder = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        super().__init__(sock, _ClientTlsWire._placeholder)
-        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=hostname)
-
-
-@dataclass
-class _Partial:
-    """What arrived from the upstream for one request."""
-
-    status: int | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    pieces: list[bytes] | None = None
-    chunked: bool = False
-    complete: bool = False
-
-    @property
-    def body_size(self) -> int:
-        return sum(len(p) for p in self.pieces or ())
-
-    def cut(self, size: int) -> _Partial:
-        """The same answer with only the first ``size`` body bytes."""
-        kept: list[bytes] = []
-        for piece in self.pieces or ():
-            if size <= 0:
-                break
-            kept.append(piece[:size])
-            size -= len(kept[-1])
-        return _Partial(self.status, self.headers, kept, self.chunked, False)
-
-    def response(self) -> Response:
-        """The client's answer: hop-by-hop headers dropped, the upstream's framing kept."""
-        headers = strip_hop_by_hop(self.headers)
-        pieces = [p for p in self.pieces or () if p]
-        if self.chunked:
-            return Response(self.status or 502, pieces, headers=headers, chunked=True, content_type="")
-        return Response(self.status or 502, b"".join(pieces), headers=headers, content_type="")
-
-
-class _UpstreamDropped(Exception):
-    """The upstream connection ended before a whole answer."""
-
-    def __init__(self, kind: str, partial: _Partial, simulated: bool) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.partial = partial
-        self.simulated = simulated
-
-    @property
-    def at(self) -> str:
-        if self.partial.status is None:
-            return "before_response"
-        return "mid_body" if self.partial.body_size else "after_headers"
-
-
-class _UpstreamBroken(Exception):
-    """The upstream answered something that is not HTTP, or timed out: a 502/504 in every mode."""
-
-
-def strip_hop_by_hop(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
-    """``headers`` without the hop-by-hop ones, including those the ``Connection`` header names."""
-    named = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == "connection"
-        for token in value.split(",")
-    }
-    return [(n, v) for n, v in headers if n.lower() not in HOP_BY_HOP and n.lower() not in named]
-
-
-def _stale(sock: socket.socket) -> str | None:
-    """Why an idle upstream socket cannot be reused (the upstream closed or reset it), or None."""
-    try:
-        data = sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return None
-    except OSError:
-        return "upstream_reset"
-    # EOF; or bytes nobody asked for, after which the connection's framing is lost anyway
-    return "upstream_close" if not data else "error"
 
 
 class FaultProxy(FaultServer):
@@ -289,8 +127,8 @@ class FaultProxy(FaultServer):
         #: Tried in order ("localhost" may be ::1 first while the upstream listens on 127.0.0.1).
         self._up_addresses: list[tuple[Any, ...]] = [(info[0], info[4]) for info in infos]
         self._up_plan = FaultPlan()
-        self._links: list[_Link] = []
-        self._idle: list[_Link] = []
+        self._links: list[Link] = []
+        self._idle: list[Link] = []
 
     def __repr__(self) -> str:
         text = super().__repr__().replace("<FaultServer", "<FaultProxy", 1)
@@ -426,7 +264,7 @@ class FaultProxy(FaultServer):
 
     # -- forwarding (on the loop thread) ------------------------------------------------------
 
-    def _end_link(self, link: _Link, why: str, how: str = "close") -> None:
+    def _end_link(self, link: Link, why: str, how: str = "close") -> None:
         """Close an upstream connection and record why (the caller holds the lock)."""
         if link.closed_at is not None:
             return
@@ -450,14 +288,14 @@ class FaultProxy(FaultServer):
             try:
                 with anyio.fail_after(self.upstream_timeout):
                     partial = await self._exchange(link, request)
-            except _UpstreamDropped as drop:
+            except UpstreamDropped as drop:
                 with core.lock:
                     if link.ended_by is None:
                         self._end_link(link, f"upstream_{drop.kind}" if drop.kind == "reset" else "upstream_close")
                 if reused and attempt == 1 and not drop.simulated and drop.partial.status is None:
                     continue  # a stale keep-alive connection: the upstream never saw the request
                 return await self._upstream_dropped(request, link, drop)
-            except (_UpstreamBroken, TimeoutError) as exc:
+            except (UpstreamBroken, TimeoutError) as exc:
                 with core.lock:
                     self._end_link(link, "error", "reset")
                 status = 504 if isinstance(exc, TimeoutError) else 502
@@ -471,18 +309,18 @@ class FaultProxy(FaultServer):
             return partial.response()
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _checkout(self) -> tuple[_Link, bool]:
+    async def _checkout(self) -> tuple[Link, bool]:
         """A pooled upstream connection that is still alive (newest first), or a new one."""
         with self._core.lock:
             while self._idle:
                 link = self._idle.pop()
-                why = _stale(link.wire.sock) if not isinstance(link.wire, TlsWire) else None
+                why = stale(link.wire.sock) if not isinstance(link.wire, TlsWire) else None
                 if why is None:
                     return link, True
                 self._end_link(link, why)
         return await self._connect(), False
 
-    async def _connect(self) -> _Link:
+    async def _connect(self) -> Link:
         for number, (family, address) in enumerate(self._up_addresses, 1):
             try:
                 return await self._connect_to(family, address)
@@ -491,29 +329,10 @@ class FaultProxy(FaultServer):
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _connect_to(self, family: int, address: Any) -> _Link:
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setblocking(False)
-            code = sock.connect_ex(address)
-            if code == errno.EINPROGRESS:
-                await anyio.wait_writable(sock)
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code:
-                raise OSError(code, os.strerror(code))
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            port = sock.getsockname()[1]
-            if self._up_tls is None:
-                wire: Wire = Wire(sock)
-            else:
-                tls_wire = _ClientTlsWire(sock, self._up_tls, self._up_host)
-                await tls_wire.handshake()
-                wire = tls_wire
-        except BaseException:
-            sock.close()
-            raise
+    async def _connect_to(self, family: int, address: Any) -> Link:
+        wire, port = await connect(family, address, self._up_tls, self._up_host)
         with self._core.lock:
-            link = _Link(len(self._links) + 1, wire, port)
+            link = Link(len(self._links) + 1, wire, port)
             self._links.append(link)
         return link
 
@@ -552,7 +371,7 @@ class FaultProxy(FaultServer):
                 method=request.method,
             )
 
-    def _fire_up(self, handle: FaultHandle, link: _Link, request: Request, partial: _Partial) -> None:
+    def _fire_up(self, handle: FaultHandle, link: Link, request: Request, partial: Partial) -> None:
         """Drop the upstream connection as ``handle`` says, and record it (it is on the wire)."""
         kind = handle.fault.kind
         with self._core.lock:
@@ -565,7 +384,7 @@ class FaultProxy(FaultServer):
             link.faults.append(firing)
         handle._record(firing)
 
-    async def _exchange(self, link: _Link, request: Request) -> _Partial:
+    async def _exchange(self, link: Link, request: Request) -> Partial:
         """Send ``request`` on ``link`` and read the whole answer, firing upstream faults."""
         conn = link.h11
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
@@ -574,18 +393,18 @@ class FaultProxy(FaultServer):
         if request.body:
             data += conn.send(h11.Data(data=request.body)) or b""
         data += conn.send(h11.EndOfMessage()) or b""
-        partial = _Partial(pieces=[])
+        partial = Partial(pieces=[])
         try:
             await link.wire.send_all(data)
         except ConnectionResetError:
-            raise _UpstreamDropped("reset", partial, False) from None
+            raise UpstreamDropped("reset", partial, False) from None
         except OSError:
-            raise _UpstreamDropped("close", partial, False) from None
+            raise UpstreamDropped("close", partial, False) from None
         handle = self._take_up("before_response", request)
         if handle is not None:
             self._fire_up(handle, link, request, partial)
-            raise _UpstreamDropped(handle.fault.kind, partial, True)
-        await self._read_answer(link, partial)
+            raise UpstreamDropped(handle.fault.kind, partial, True)
+        await read_answer(link, partial)
         for moment in ("after_headers", "mid_body"):
             handle = self._take_up(moment, request)
             if handle is not None:
@@ -595,7 +414,7 @@ class FaultProxy(FaultServer):
                 )
                 partial = partial.cut(cut)
                 self._fire_up(handle, link, request, partial)
-                raise _UpstreamDropped(handle.fault.kind, partial, True)
+                raise UpstreamDropped(handle.fault.kind, partial, True)
         with self._core.lock:
             reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
             if not reusable:
@@ -609,50 +428,9 @@ class FaultProxy(FaultServer):
                     self._idle.append(link)
         return partial
 
-    async def _read_answer(self, link: _Link, partial: _Partial) -> None:
-        """Read one whole answer into ``partial``; raise :class:`_UpstreamDropped` if it ends early."""
-        conn = link.h11
-        pieces = partial.pieces
-        assert pieces is not None
-        eof = False
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                if eof:  # the upstream closed in the middle of the answer
-                    raise _UpstreamDropped("close", partial, False) from None
-                raise _UpstreamBroken(f"the upstream's answer is not HTTP/1.1: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await link.wire.receive()
-                except OSError:
-                    raise _UpstreamDropped("reset", partial, False) from None
-                eof = not data
-                conn.receive_data(data)
-            elif isinstance(event, h11.Response):
-                partial.status = event.status_code
-                partial.headers = tuple(
-                    (n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers.raw_items()
-                )
-                partial.chunked = any(
-                    n.lower() == "transfer-encoding" and "chunked" in v.lower() for n, v in partial.headers
-                )
-            elif isinstance(event, h11.Data):
-                # keep the upstream's chunks as they were, so the client gets the same framing
-                if not partial.chunked or event.chunk_start or not pieces:
-                    pieces.append(bytes(event.data))
-                else:
-                    pieces[-1] += bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                partial.complete = True
-                return
-            elif isinstance(event, h11.ConnectionClosed):
-                raise _UpstreamDropped("close", partial, False)
-            # InformationalResponse (100 Continue, 103): the client gets only the final answer
-
     # -- what the client gets ----------------------------------------------------------------
 
-    def _annotate(self, request: Request, status: int | None, link: _Link | None) -> None:
+    def _annotate(self, request: Request, status: int | None, link: Link | None) -> None:
         core = self._core
         with core.lock:
             state = core.ledger.connections[request.connection_id - 1]
@@ -661,11 +439,11 @@ class FaultProxy(FaultServer):
                 state, current, upstream_status=status, upstream_connection=None if link is None else link.id
             )
 
-    def _gateway_error(self, request: Request, link: _Link | None, status: int, reason: str) -> Response:
+    def _gateway_error(self, request: Request, link: Link | None, status: int, reason: str) -> Response:
         self._annotate(request, None, link)
         return Response(status, f"connfault proxy: {reason}\n")
 
-    async def _upstream_dropped(self, request: Request, link: _Link, drop: _UpstreamDropped) -> Response:
+    async def _upstream_dropped(self, request: Request, link: Link, drop: UpstreamDropped) -> Response:
         """The upstream connection dropped mid-answer: a 502, or the same drop for the client."""
         partial = drop.partial
         self._annotate(request, partial.status, link)
@@ -687,7 +465,7 @@ class FaultProxy(FaultServer):
         # Never sent: the wire is closed, so the connection loop ends quietly on it.
         return Response(502, b"", close=True)
 
-    def _mirror(self, state: ConnectionState, wire: Wire, request: Request, drop: _UpstreamDropped, what: str) -> None:
+    def _mirror(self, state: ConnectionState, wire: Wire, request: Request, drop: UpstreamDropped, what: str) -> None:
         """Drop the client's connection as the upstream's dropped (the caller holds the lock)."""
         current = state.requests[request.index_on_connection - 1]
         self._core.ledger.settle(state, current, Outcome("fault", fault=f"{drop.kind}@{drop.at}", detail=what))

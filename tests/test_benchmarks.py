@@ -148,6 +148,20 @@ def test_interleaving_rotates_the_order_and_the_table_shows_verdicts() -> None:
     assert "| info | 1.00 | ms |  |  | - |" in table
 
 
+def test_a_failing_sample_is_recorded_and_the_others_go_on() -> None:
+    config = Config(rounds=2, verbose=False)
+
+    def sample(variant: str) -> str:
+        if variant == "bad":
+            raise RuntimeError("worker crashed")
+        return variant
+
+    result = interleaved(config, ["good", "bad"], sample)
+    assert result == {"good": ["good", "good"], "bad": []}
+    assert len(config.errors) == 2
+    assert "worker crashed" in config.errors[0]
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(os.environ.get("CONNFAULT_BENCHMARK_SMOKE") != "1",
                     reason="the --quick smoke run takes ~30 s: set CONNFAULT_BENCHMARK_SMOKE=1")

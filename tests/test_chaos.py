@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
+# httpx 0.28 imports httpcore lazily: if that first happened inside a pytester run below, the
+# run's sys.modules cleanup would leave httpx mapping the errors of a dropped httpcore module,
+# and later tests in this process would get httpcore's exceptions instead of httpx's.
+import httpcore  # noqa: F401
 import httpx
 import pytest
 
@@ -98,8 +102,9 @@ def test_same_seed_fires_identical_faults(connfault_server_factory: Factory) -> 
     assert len(fired(first)) >= 5
     assert fired(first) == fired(second)
     assert fired(first) != fired(other)
-    assert all(f.chaos for conn in first.connections for f in conn.faults)
-    assert "[chaos]" in str(first.connections[0].faults[0]) or any(conn.faults for conn in first.connections[1:])
+    firings = [f for conn in first.connections for f in conn.faults]
+    assert all(f.chaos for f in firings)
+    assert all(str(f).endswith("[chaos]") for f in firings)
 
 
 def test_retry_wrapper_survives_and_naive_client_fails(connfault_server_factory: Factory) -> None:

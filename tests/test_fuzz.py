@@ -19,6 +19,8 @@ broken on purpose, and must fail it.
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,7 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rawclient import FIN, RST, TIMEOUT, RawClient, wait_until
 
-from pytest_connfault import FaultServer, Response
+from pytest_connfault import EndedBy, FaultServer, Response
+from pytest_connfault._ledger import ConnectionState
+from pytest_connfault._tls import client_context
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -381,16 +385,117 @@ def test_early_eof_anywhere_in_a_request(server: FaultServer, body: bytes, data:
 @FUZZ
 @given(body=st.binary(min_size=1, max_size=300), data=st.data())
 def test_rst_anywhere_in_a_request(server: FaultServer, body: bytes, data: st.DataObject) -> None:
-    """A request cut short by the client's RST at any byte: the connection ends client_rst, nothing is pending."""
+    """A request cut short by the client's RST at any byte: recorded as a reset, nothing left pending.
+
+    An RST that reaches the kernel before the server accepts the connection can make the accepted
+    socket read as a plain EOF with the bytes before it dropped (seen ~1 in 5000 tries on trio):
+    then the ledger says client_fin with no request, which is what the server was told.
+    """
     whole = well_formed(b"/rst", body=body)
     cut = data.draw(st.integers(1, len(whole) - 1), label="cut")
     _, end, port = deliver(server, whole, Transport(cut, [], "rst"), 5.0)
     wait_until(lambda: (c := server.connection_for_port(port)) is not None and not c.is_open)
     record = server.connection_for_port(port)
     assert record is not None
-    assert str(record.ended_by) == "client_rst"
-    assert [(r.outcome.kind, r.outcome.status) for r in record.requests] in ([], [("rejected", None)])
+    outcomes = [(r.outcome.kind, r.outcome.status) for r in record.requests]
+    if record.ended_by is EndedBy.CLIENT_FIN:
+        assert (outcomes, record.unread) == ([], b""), "a FIN only stands in for an RST that lost the bytes"
+    elif record.ended_by is EndedBy.SERVER_CLOSE:  # the same EOF after some bytes: a 400, as for a FIN
+        assert outcomes == [("rejected", 400)]
+    else:
+        assert record.ended_by is EndedBy.CLIENT_RST
+        assert outcomes in ([], [("rejected", None)])
     assert_still_serving(server)
+
+
+# -- over TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def tls_server(request: pytest.FixtureRequest, connfault_server_factory: ServerFactory) -> FaultServer:
+    """One TLS server per test, reused by its examples, with the same small limits."""
+    return connfault_server_factory(
+        backend=request.param, tls=True, max_header_size=HEAD_LIMIT, max_body_size=BODY_LIMIT
+    )
+
+
+def tls_still_serving(server: FaultServer) -> None:
+    """A well-formed request over a new TLS connection gets its 200, and the server has no errors."""
+    with socket.create_connection((server.host, server.port), timeout=5.0) as raw:
+        with client_context().wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(well_formed(b"/still-serving"))
+            received = b""
+            while b"ok\n" not in received:
+                chunk = tls.recv(65536)
+                assert chunk, f"the TLS server closed instead of answering: {received!r}"
+                received += chunk
+    assert received.startswith(b"HTTP/1.1 200 "), received[:40]
+    assert server.errors == [], server.errors
+
+
+def tls_deliver(server: FaultServer, pieces: list[bytes]) -> tuple[bytes, str, int]:
+    """Send ``pieces`` inside TLS, then FIN (no close_notify); the plaintext received and the ending."""
+    with socket.create_connection((server.host, server.port), timeout=5.0) as raw:
+        port = raw.getsockname()[1]
+        with client_context(strict_eof=False).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            try:
+                for piece in pieces:
+                    tls.sendall(piece)
+                raw.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass  # refused and closed while we sent: allowed
+            received = b""
+            while True:
+                try:
+                    chunk = tls.recv(65536)
+                except (ConnectionResetError, ssl.SSLError):
+                    return received, RST, port
+                except socket.timeout:
+                    return received, TIMEOUT, port
+                if not chunk:
+                    return received, FIN, port
+                received += chunk
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(data=ANY_INPUT, splits=st.lists(st.integers(1, 400), max_size=3))
+def test_structured_mutations_inside_tls(tls_server: FaultServer, data: bytes, splits: list[int]) -> None:
+    """Inside an established TLS session, broken requests get the same answers, recorded the same way."""
+    received, end, port = tls_deliver(tls_server, Transport(None, splits, "fin").pieces(data))
+    assert end != TIMEOUT, f"the TLS server left the connection hanging after {data[:80]!r}"
+    statuses, _ = parse_responses(received)
+    assert set(statuses) <= ALLOWED, statuses
+    wait_until(lambda: (c := tls_server.connection_for_port(port)) is not None and not c.is_open)
+    record = tls_server.connection_for_port(port)
+    assert record is not None
+    assert record.ended_by is not None
+    assert all(r.outcome.kind in ("responded", "rejected") for r in record.requests)
+    recorded = [r.outcome.status for r in record.requests if r.outcome.status is not None]
+    assert recorded[: len(statuses)] == statuses, (statuses, [str(r) for r in record.requests])
+    tls_still_serving(tls_server)
+
+
+@settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+@given(data=st.one_of(st.binary(max_size=600), st.builds(lambda b: b"\x16\x03\x01" + b, st.binary(max_size=300))))
+def test_arbitrary_bytes_instead_of_a_tls_handshake(tls_server: FaultServer, data: bytes) -> None:
+    """Bytes that are not (or only look like) a ClientHello: the server closes, records it, and serves on."""
+    with RawClient(tls_server, timeout=5.0) as client:
+        port = client.local_port
+        try:
+            client.send(data)
+            client.shutdown_write()
+        except OSError:
+            pass  # refused and closed while we sent: allowed
+        got = client.read_to_end(timeout=5.0)
+    assert got.end != TIMEOUT, f"the TLS server left the connection hanging after {data[:80]!r}"
+    assert not got.data.startswith(b"HTTP/"), "no plaintext HTTP answer to a failed handshake"
+    wait_until(lambda: (c := tls_server.connection_for_port(port)) is not None and not c.is_open)
+    record = tls_server.connection_for_port(port)
+    assert record is not None
+    assert record.requests == ()
+    assert record.ended_by is not None
+    assert data == b"" or record.tls_error is not None or record.ended_by is EndedBy.CLIENT_FIN
+    tls_still_serving(tls_server)
 
 
 # -- negative controls: the oracle catches broken servers ------------------------------------
@@ -424,8 +529,8 @@ def test_oracle_catches_a_server_that_sends_garbage(connfault_server_factory: Se
 class _DyingServer(FaultServer):
     """A server whose accept loop dies (a bug in the server) on the first connection it serves."""
 
-    async def _serve_connection(self, sock: object, state: object) -> None:  # type: ignore[override]
-        await super()._serve_connection(sock, state)  # type: ignore[arg-type]
+    async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
+        await super()._serve_connection(sock, state)
         raise RuntimeError("the server died on its input")
 
 

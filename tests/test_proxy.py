@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 
+# httpx 0.28 imports httpcore lazily: if that first happened inside a pytester run below, the
+# run's sys.modules cleanup would leave httpx mapping the errors of a dropped httpcore module,
+# and later tests in this process would get httpcore's exceptions instead of httpx's.
+import httpcore  # noqa: F401
 import httpx
 import pytest
 import requests

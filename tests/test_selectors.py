@@ -181,3 +181,26 @@ def test_on_connect_selects_by_connection(server: FaultServer) -> None:
             handle.wait(5)
             assert second.read_to_end().end == "rst"
         assert fetch(first) == "200"
+
+
+def test_fault_armed_between_two_requests_applies_to_the_second(server: FaultServer) -> None:
+    """A before_request fault armed after request 1 and before request 2 always catches request 2.
+
+    The connection is already waiting for its next request when the fault is armed; arming
+    wakes it, so this holds every time rather than only when the server happened to look late.
+    """
+    for number in range(1, 31):
+        with RawClient(server) as client:
+            assert fetch(client) == "200"
+            server.inject("close", at="before_request", connection=number)
+            assert fetch(client) == "fin", f"try {number}: the fault armed between the requests did not fire"
+
+
+def test_idle_fault_armed_during_the_pause_fires(server: FaultServer) -> None:
+    """An idle fault armed while the connection is already idle still fires once its time has passed."""
+    for number in range(1, 11):
+        with RawClient(server) as client:
+            assert fetch(client) == "200"
+            handle = server.inject("reset", at="idle", seconds=0.01, connection=number)
+            assert client.read_to_end(timeout=2).end == "rst", f"try {number}: the idle fault never fired"
+            handle.wait(5)

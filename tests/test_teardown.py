@@ -109,7 +109,8 @@ def test_stop_with_connections_in_every_state(connfault_server_factory: ServerFa
 
         blocked.thread.join(STOP_BOUND)
         assert not blocked.thread.is_alive(), "the client blocked on the stall was not woken"
-        assert blocked.reply is not None and blocked.reply.end in (FIN, RST), blocked.reply
+        assert blocked.reply is not None
+        assert blocked.reply.end in (FIN, RST), blocked.reply
         for other in (dripping, half_closed, idle, *clients[3:]):
             assert other.read_to_end(timeout=STOP_BOUND).end in (FIN, RST)
     finally:
@@ -150,6 +151,23 @@ def test_stop_with_a_tls_handshake_stalled(connfault_server_factory: ServerFacto
     assert running_tasks(backend) == tasks_before
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_stop_right_after_a_burst_of_connections(connfault_server_factory: ServerFactory, backend: str) -> None:
+    """stop() while connections are still being accepted ends within the bound (it used to hang ~1 in 10)."""
+    for _ in range(15):
+        server = connfault_server_factory(backend=backend)
+        clients = [socket.create_connection((server.host, server.port), timeout=5.0) for _ in range(40)]
+        try:
+            started = time.monotonic()
+            server.stop()
+            took = time.monotonic() - started
+        finally:
+            for client in clients:
+                client.close()
+        assert took < STOP_BOUND, f"stop() took {took:.3f} s"
+        assert all(not c.is_open for c in server.connections)
+
+
 def test_stop_is_idempotent_and_has_an_awaitable_form(connfault_server_factory: ServerFactory) -> None:
     """stop() twice is fine; stop_async() after stop() is a no-op; the factory's teardown stops nothing twice."""
     server = connfault_server_factory()
@@ -179,7 +197,8 @@ def test_stop_async_from_a_test_loop(connfault_server_factory: ServerFactory, ba
     assert took < STOP_BOUND
     blocked.thread.join(STOP_BOUND)
     assert not blocked.thread.is_alive()
-    assert blocked.reply is not None and blocked.reply.end in (FIN, RST)
+    assert blocked.reply is not None
+    assert blocked.reply.end in (FIN, RST)
 
 
 # -- a test that fails, errors or is interrupted while a stall is armed ---------------------------
@@ -259,16 +278,17 @@ def test_failing_tests_still_tear_down(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=2, errors=1)
     result.stdout.no_fnmatch_line("*leak after the test*")
     result.stdout.no_fnmatch_line("*did not stop*")
-    assert endings.read_text().split() == ["fin"] * 3, "each blocked client saw its connection closed"
+    assert endings.read_text().split() == ["fin"] * 4, "each blocked client saw its connection closed"
     assert took < 20
 
 
 def test_interrupted_test_still_tears_down(pytester: pytest.Pytester) -> None:
     """A KeyboardInterrupt while a stall is armed: the session ends, the server stops, the client wakes."""
     endings = _inner(pytester, interrupt=True)
-    result = pytester.runpytest("-p", "no:randomly", "-p", "no:cacheprovider", "-k", "interrupted")
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.no_fnmatch_line("*leak after the test*")
+    recorded = pytester.inline_run("-p", "no:randomly", "-p", "no:cacheprovider", "-k", "interrupted", no_reraise_ctrlc=True)
+    assert recorded.ret == pytest.ExitCode.INTERRUPTED
+    # Interrupted, pytest tears the fixtures down at the session's end: the server stops there,
+    # the client wakes; this test's own leak check then finds nothing of the inner run left.
     assert endings.read_text().split() == ["fin"]
 
 
@@ -314,9 +334,11 @@ def test_leak_check_catches_a_leaking_test(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=5, errors=3)
     result.stdout.fnmatch_lines(
         [
-            "*test_leaks_a_server*sockets left open*",
-            "*test_leaks_a_socket*sockets left open*",
-            "*test_leaks_a_thread*threads left running*leaky-thread*",
-        ],
-        consecutive=False,
+            "*ERROR at teardown of test_leaks_a_server*",
+            "leak after the test: sockets left open*",
+            "*ERROR at teardown of test_leaks_a_socket*",
+            "leak after the test: sockets left open*",
+            "*ERROR at teardown of test_leaks_a_thread*",
+            "leak after the test: threads left running: ['leaky-thread']",
+        ]
     )
