@@ -207,3 +207,14 @@ def raise_fd_limit(wanted: int = 8192) -> None:
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if soft < target:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def unlimited_server(backend: str, **options: Any) -> Any:
+    """A ``FaultServer`` without the connection limit (if this version has one): the commands and
+    memory measurements hold 1000 connections open at once."""
+    from pytest_connfault import FaultServer
+
+    try:
+        return FaultServer(backend=backend, max_connections=None, **options)
+    except TypeError:  # a version without max_connections
+        return FaultServer(backend=backend, **options)

@@ -48,13 +48,11 @@ def _wait_seen(socks: list[Any], timeout: float = 10.0) -> dict[str, int]:
 
 def sample(backend: str, kind: str, size: int, repeat: int) -> dict[str, Any]:
     """Worker: ``repeat`` times, N idle connections dropped by ``server.<kind>_idle()``."""
-    from pytest_connfault import FaultServer
-
-    from ._common import raise_fd_limit
+    from ._common import raise_fd_limit, unlimited_server
 
     raise_fd_limit()
     seen_times, call_times, seen_kinds = [], [], []
-    with FaultServer(backend=backend) as server:
+    with unlimited_server(backend) as server:
         for _ in range(repeat):
             socks = [connect(server.host, server.port) for _ in range(size)]
             try:

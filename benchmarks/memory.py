@@ -63,11 +63,11 @@ def ledger_size(server: Any) -> int:
 
 
 def serve(backend: str, ledger_body_limit: int | None) -> None:
-    """Worker (driven over stdin): a server alone in its process, answering ``rss``/``ledger``/``quit``."""
-    from pytest_connfault import FaultServer
+    """Worker (driven over stdin): a server alone in its process, answering ``rss``/``ledger``/``open``/``quit``."""
+    from ._common import unlimited_server
 
     raise_fd_limit()
-    server = FaultServer(backend=backend, ledger_body_limit=ledger_body_limit).start()
+    server = unlimited_server(backend, ledger_body_limit=ledger_body_limit).start()
     print(f"PORT {server.port}", flush=True)
     try:
         for line in sys.stdin:
@@ -77,6 +77,8 @@ def serve(backend: str, ledger_body_limit: int | None) -> None:
                 print(f"RSS {rss_kb()}", flush=True)
             elif command == "ledger":
                 print(f"LEDGER {ledger_size(server)}", flush=True)  # asked only while idle
+            elif command == "open":
+                print(f"OPEN {sum(1 for c in server.connections if c.is_open)}", flush=True)
             elif command == "quit":
                 break
     finally:
@@ -135,6 +137,9 @@ def idle_sample(backend: str, idle: int = IDLE) -> dict[str, float]:
                 get(sock)
             after = server.ask("rss")
             ledger_after = server.ask("ledger")
+            held = server.ask("open")
+            if held != idle:
+                raise RuntimeError(f"the server holds {held} connections open, not {idle}")
         finally:
             for sock in socks:
                 sock.close()

@@ -56,8 +56,12 @@ def start_server(kind: str) -> tuple[Any, str, Callable[[], int]]:
     raise ValueError(kind)
 
 
-def _client_loop(client: str, url: str, shared: Any) -> Callable[[float], int]:
-    """A function that GETs until a deadline and returns its count (after one warm-up GET)."""
+def _client_loop(client: str, url: str) -> Callable[[float], int]:
+    """A function that GETs until a deadline and returns its count (after one warm-up GET).
+
+    Each client thread has its own connection: an ``http.client.HTTPConnection``, or an
+    ``httpx.Client`` of its own (a shared pool may serve 8 threads with fewer connections).
+    """
     if client == "http.client":
         host, port = url.split("//", 1)[1].rsplit(":", 1)
         conn = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -70,9 +74,12 @@ def _client_loop(client: str, url: str, shared: Any) -> Callable[[float], int]:
                 raise RuntimeError(f"status {response.status}")
 
     else:
+        import httpx
+
+        pool = httpx.Client(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
 
         def one() -> None:
-            response = shared.get(url + "/")
+            response = pool.get(url + "/")
             if response.status_code != 200:
                 raise RuntimeError(f"status {response.status_code}")
 
@@ -85,6 +92,8 @@ def _client_loop(client: str, url: str, shared: Any) -> Callable[[float], int]:
             count += 1
         if client == "http.client":
             conn.close()
+        else:
+            pool.close()
         return count
 
     return loop
@@ -93,11 +102,6 @@ def _client_loop(client: str, url: str, shared: Any) -> Callable[[float], int]:
 def keepalive(server: str, client: str, conns: int, seconds: float) -> dict[str, Any]:
     """Worker: requests per second of ``conns`` client threads against ``server`` for ``seconds``."""
     instance, url, accepted = start_server(server)
-    shared = None
-    if client == "httpx":
-        import httpx
-
-        shared = httpx.Client(limits=httpx.Limits(max_connections=conns, max_keepalive_connections=conns))
     counts: list[int] = []
     errors: list[Exception] = []
     barrier = threading.Barrier(conns + 1, timeout=30)
@@ -106,7 +110,7 @@ def keepalive(server: str, client: str, conns: int, seconds: float) -> dict[str,
 
     def worker() -> None:
         try:
-            loop = _client_loop(client, url, shared)
+            loop = _client_loop(client, url)
         except Exception as exc:  # noqa: BLE001 - re-raised by the main thread
             errors.append(exc)
             barrier.abort()
@@ -131,8 +135,6 @@ def keepalive(server: str, client: str, conns: int, seconds: float) -> dict[str,
     began = time.perf_counter()
     for thread in threads:
         thread.join(seconds + 30)
-    if shared is not None:
-        shared.close()
     connections = accepted()
     instance.stop()
     if errors:

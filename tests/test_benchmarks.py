@@ -107,6 +107,12 @@ def test_command_sample_waits_until_every_client_saw_the_drop(backend: str, kind
     assert all(seen_at >= call for seen_at, call in zip(result["seen"], result["call"]))
 
 
+def test_command_sample_holds_more_connections_than_the_default_limit() -> None:
+    """The 1000-connection rows need the server's connection limit (512 by default) lifted."""
+    result = commands.sample("asyncio", "close", size=600, repeat=1)
+    assert result["kinds"][0]["fin"] == 600
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pipelined_memory_load_is_one_connection_and_every_request_answered(backend: str) -> None:
     with FaultServer(backend=backend) as server:

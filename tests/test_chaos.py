@@ -223,3 +223,16 @@ def test_usage_error_leaves_the_loop_threads_to_the_outer_session(pytester: pyte
     pytester.makepyfile("def test_x():\n    pass\n")
     assert pytester.runpytest("--connfault-chaos=3").ret == pytest.ExitCode.USAGE_ERROR
     assert _loop._users == before
+
+
+def test_connection_chaos_fires_at_connect(connfault_server_factory: Factory) -> None:
+    """An on_connect fault in the set is drawn per connection: at rate 1 every new connection is reset."""
+    server = connfault_server_factory()
+    owner = arm_chaos(server, Chaos(1, seed=4, faults=["reset@on_connect"]))
+    for _ in range(3):
+        with httpx.Client(base_url=server.url) as client, pytest.raises(httpx.TransportError):
+            client.get("/")
+    owner.wait(5)
+    firings = [f for conn in server.connections for f in conn.faults]
+    assert [(f.kind, f.at, f.request_index, f.chaos) for f in firings] == [("reset", "on_connect", None, True)] * 3
+    assert server.requests == []

@@ -295,3 +295,16 @@ def test_connfault_proxy_without_an_upstream_says_what_to_do(pytester: pytest.Py
     result = pytester.runpytest("-p", "no:randomly")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*override the connfault_upstream fixture*parametrize connfault_proxy indirectly*"])
+
+
+@pytest.mark.connfault(["close", "reset"], at="after_response", request=1)
+def test_marker_list_form_parametrizes_connfault_proxy(connfault_proxy: FaultProxy, request: pytest.FixtureRequest) -> None:
+    """A list of faults in the marker parametrizes a connfault_proxy test, one case per fault."""
+    kind = request.node.callspec.id
+    assert [h.fault.kind for h in connfault_proxy.faults] == [kind]
+    with httpx.Client(base_url=connfault_proxy.url) as client:
+        client.get("/a")
+        firing = connfault_proxy.faults[0].wait(5)
+        client.get("/b")
+    assert firing.kind == kind
+    assert [r.connection_id for r in connfault_proxy.requests] == [1, 2]
