@@ -29,6 +29,7 @@ import os
 import random
 import resource
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -43,6 +44,7 @@ if __package__ in (None, ""):  # run as a file: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pytest_connfault import Connection, FaultFiring, FaultServer, Request, Response
+from pytest_connfault._tls import client_context
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Bound on any one read or connect by a client: a server that hangs is a mismatch, not a hang.
@@ -172,7 +174,9 @@ def request_bytes(target: str) -> bytes:
     return f"GET {target} HTTP/1.1\r\nHost: stress\r\n\r\n".encode()
 
 
-def thread_client(address: tuple[str, int], log: ClientLog, count: int, start: threading.Event) -> None:
+def thread_client(
+    address: tuple[str, int], log: ClientLog, count: int, start: threading.Event, tls: ssl.SSLContext | None
+) -> None:
     """A blocking keep-alive client: reuses its connection until a request fails, then reconnects."""
     start.wait()
     sock: socket.socket | None = None
@@ -184,6 +188,8 @@ def thread_client(address: tuple[str, int], log: ClientLog, count: int, start: t
                 sock = socket.create_connection(address, timeout=CLIENT_TIMEOUT)
                 log.connections += 1
                 port = sock.getsockname()[1]
+                if tls is not None:
+                    sock = tls.wrap_socket(sock, server_hostname=address[0])
             sent = Sent(target, log.connections, port)
             log.sent.append(sent)
             sent.seen = _exchange_sync(sock, target)
@@ -202,6 +208,8 @@ def _exchange_sync(sock: socket.socket, target: str) -> str:
         return RST
     except BrokenPipeError:
         return SEND_FAILED
+    except ssl.SSLError as exc:
+        return f"tls error on send: {exc}"
     reader = ResponseReader(target)
     while True:
         try:
@@ -210,12 +218,14 @@ def _exchange_sync(sock: socket.socket, target: str) -> str:
             return RST
         except socket.timeout:
             return "timeout: the server did not answer"
+        except ssl.SSLError as exc:
+            return f"tls error: {exc}"
         verdict = reader.feed(data)
         if verdict is not None:
             return verdict
 
 
-async def task_client(address: tuple[str, int], log: ClientLog, count: int) -> None:
+async def task_client(address: tuple[str, int], log: ClientLog, count: int, tls: ssl.SSLContext | None) -> None:
     """The same client as an asyncio task, on asyncio's streams."""
     stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     port = 0
@@ -223,7 +233,10 @@ async def task_client(address: tuple[str, int], log: ClientLog, count: int) -> N
         for seq in range(count):
             target = f"/{log.name}/{seq}"
             if stream is None:
-                stream = await asyncio.wait_for(asyncio.open_connection(*address), CLIENT_TIMEOUT)
+                stream = await asyncio.wait_for(
+                    asyncio.open_connection(*address, ssl=tls, server_hostname=address[0] if tls else None),
+                    CLIENT_TIMEOUT,
+                )
                 log.connections += 1
                 port = stream[1].get_extra_info("sockname")[1]
             sent = Sent(target, log.connections, port)
@@ -245,6 +258,8 @@ async def _exchange_async(reader: asyncio.StreamReader, writer: asyncio.StreamWr
         return RST
     except BrokenPipeError:
         return SEND_FAILED
+    except ssl.SSLError as exc:
+        return f"tls error on send: {exc}"
     response = ResponseReader(target)
     while True:
         try:
@@ -253,6 +268,8 @@ async def _exchange_async(reader: asyncio.StreamReader, writer: asyncio.StreamWr
             return RST
         except asyncio.TimeoutError:
             return "timeout: the server did not answer"
+        except ssl.SSLError as exc:
+            return f"tls error: {exc}"
         verdict = response.feed(data)
         if verdict is not None:
             return verdict
@@ -266,11 +283,13 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass  # the server reset it: closed all the same
 
 
-def run_tasks(address: tuple[str, int], logs: list[ClientLog], count: int, start: threading.Event) -> None:
+def run_tasks(
+    address: tuple[str, int], logs: list[ClientLog], count: int, start: threading.Event, tls: ssl.SSLContext | None
+) -> None:
     """Run the asyncio clients on their own loop, in the calling thread."""
 
     async def main() -> None:
-        await asyncio.gather(*(task_client(address, log, count) for log in logs))
+        await asyncio.gather(*(task_client(address, log, count, tls) for log in logs))
 
     start.wait()
     asyncio.run(main())
@@ -304,6 +323,7 @@ def run_round(
     per_client: int = 60,
     fault_rate: float = 0.1,
     unplanned: int | None = None,
+    tls: bool = False,
 ) -> RoundResult:
     """One server, ``threads + tasks`` clients of ``per_client`` requests each, then the reconciliation.
 
@@ -312,9 +332,12 @@ def run_round(
     """
     rng = random.Random(seed)
     total = (threads + tasks) * per_client
-    result = RoundResult(backend)
+    result = RoundResult(backend + (" tls" if tls else ""))
     started = time.monotonic()
-    server = FaultServer(backend=backend, handler=echo, max_connections=None).start()
+    server = FaultServer(backend=backend, handler=echo, max_connections=None, tls=tls or None).start()
+    # Without OP_IGNORE_UNEXPECTED_EOF cleared: a FIN without close_notify reads as an EOF, as in
+    # plain TCP, so that the observations keep their meaning over TLS.
+    context = client_context(strict_eof=False) if tls else None
     try:
         plan: dict[int, tuple[Choice, Any]] = {}
         for index in sorted(rng.sample(range(1, total + 1), int(total * fault_rate))):
@@ -327,12 +350,16 @@ def run_round(
         logs = [ClientLog(f"t{n}") for n in range(threads)] + [ClientLog(f"a{n}") for n in range(tasks)]
         start = threading.Event()
         workers = [
-            threading.Thread(target=thread_client, args=(address, log, per_client, start), name=f"stress-{log.name}")
+            threading.Thread(
+                target=thread_client, args=(address, log, per_client, start, context), name=f"stress-{log.name}"
+            )
             for log in logs[:threads]
         ]
         if tasks:
             workers.append(
-                threading.Thread(target=run_tasks, args=(address, logs[threads:], per_client, start), name="stress-tasks")
+                threading.Thread(
+                    target=run_tasks, args=(address, logs[threads:], per_client, start, context), name="stress-tasks"
+                )
             )
         for worker in workers:
             worker.start()
@@ -472,6 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fault-rate", type=float, default=0.1, help="fraction of requests with a fault (default 0.1)")
     parser.add_argument("--seed", type=int, default=20261125, help="seed of the first round (default fixed)")
     parser.add_argument("--backend", choices=["asyncio", "trio", "both"], default="both")
+    parser.add_argument("--tls", choices=["no", "yes", "both"], default="both", help="HTTPS rounds (default: every other)")
     parser.add_argument(
         "--fuzz-examples", type=int, default=0, help="then run tests/test_fuzz.py with this many examples per property"
     )
@@ -489,13 +517,14 @@ def main(argv: list[str] | None = None) -> int:
             tasks=args.tasks,
             per_client=args.per_client,
             fault_rate=args.fault_rate,
+            tls=args.tls == "yes" or (args.tls == "both" and rounds % 4 >= 2),
         )
         rounds += 1
         for name in ("sent", "recorded", "served", "armed", "fired", "lost_on_dropped", "connections"):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         totals.mismatches += [f"round {rounds} ({result.backend}): {m}" for m in result.mismatches]
         print(
-            f"round {rounds:3d} {result.backend:7s} {result.sent:5d} sent {result.served:5d} served "
+            f"round {rounds:3d} {result.backend:11s} {result.sent:5d} sent {result.served:5d} served "
             f"{result.fired:4d} faults fired {len(result.mismatches)} mismatches {result.seconds:6.2f} s",
             file=sys.stderr,
         )

@@ -7,6 +7,7 @@ import os
 import threading
 from collections.abc import Iterator
 
+import httpcore  # noqa: F401 - imported before any pytester run: see below
 import pytest
 
 import pytest_connfault._tls  # noqa: F401 - see below
@@ -16,6 +17,8 @@ from pytest_connfault._loop import loop_sockets, loop_threads
 # one process. pytester's in-process runs drop the modules they imported when they end, so a
 # TLS fixture used first inside one would re-import it in the next: importing it here prevents that.
 
+# In-process pytester runs drop the modules first imported inside them; httpx imports httpcore
+# lazily and caches its exception map, so httpcore must be imported before the first such run.
 pytest_plugins = ["pytester"]
 
 

@@ -195,7 +195,9 @@ def test_handler_exception_shows_in_the_failure_report(pytester: pytest.Pytester
                 assert client.get("/").status_code == 200
         """
     )
-    result = pytester.runpytest_inprocess("-p", "no:randomly")
+    # A subprocess: an in-process run would re-import httpx and break its exception mapping
+    # for the tests that follow in this process.
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*connfault ledger*", "*ValueError: bad handler*"])
 
