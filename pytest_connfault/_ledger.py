@@ -45,7 +45,8 @@ class Outcome:
     ``kind`` is one of ``"pending"`` (being answered), ``"responded"`` (``status`` was sent),
     ``"fault"`` (``fault`` replaced or broke the response), ``"rejected"`` (malformed: ``status``
     400/413/431 with ``detail``), ``"handler_error"`` (the handler raised; 500 sent, traceback in
-    ``detail``) or ``"unanswered"`` (arrived on a half-closed connection).
+    ``detail``) or ``"unanswered"`` (arrived on a half-closed connection, or its connection
+    ended before the answer was complete: the client reset it, or the server stopped).
     """
 
     kind: str

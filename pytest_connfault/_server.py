@@ -21,7 +21,7 @@ import anyio
 from ._connection import ConnectionLoop
 from ._errors import ConnfaultError, FaultSpecError, ServerError
 from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
-from ._ledger import UNREAD_LIMIT, Connection, ConnectionState, EndedBy, Ledger, Request
+from ._ledger import UNREAD_LIMIT, Connection, ConnectionState, EndedBy, Ledger, Outcome, Request
 from ._loop import LoopThread, get_loop
 from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
 from ._tls_wire import TlsWire
@@ -282,6 +282,15 @@ class FaultServer:
                 state.closed_at = now()
                 state.phase = "closed"
                 wire.close()
+                for request in state.requests:
+                    # Cut off mid-answer (the client reset during a drip, the server stopped
+                    # during a stall): no record is left "pending" once its connection is gone.
+                    if request.outcome.kind == "pending":
+                        core.ledger.settle(
+                            state,
+                            request,
+                            Outcome("unanswered", detail=f"the connection ended ({state.ended_by}) first"),
+                        )
                 if len(state.unread) > UNREAD_LIMIT:
                     state.unread = state.unread[:UNREAD_LIMIT]
                 core.live.pop(state.id, None)

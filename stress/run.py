@@ -11,13 +11,15 @@ drawn from a seeded RNG), each kind with the error a client must see. Afterwards
 - every fault the ledger says fired was armed for that request, fired once, and the client saw
   the matching error; every armed fault whose request exists fired;
 - a request missing from the ledger was sent on a connection the server had just dropped after
-  a response (a ``reset``/``close`` at ``after_response``), and failed; one sent after a
-  ``half_close`` is recorded as ``unanswered`` and the client saw the FIN;
+  a response (a ``reset``/``close`` at ``after_response``, or a command that found it idle), and
+  failed; one sent after a ``half_close`` is recorded as ``unanswered`` and the client saw the FIN;
 - no record is pending or duplicated; every connection the clients opened is in the ledger,
   and every one ended.
 
-A run is a series of rounds (a fresh server each, alternating asyncio and trio) until the time
-is up. It prints requests sent and served, faults armed and fired, mismatches (expected 0),
+A run is a series of rounds (a fresh server each, alternating asyncio and trio, plain HTTP and
+HTTPS, and in some rounds a thread firing ``close_idle``/``reset_idle``/``half_close_idle``
+meanwhile) until the time is up. Over TLS, the clients see a ``reset`` as an abrupt end (Python's ssl
+reports an RST as ``SSLEOFError``) and a ``close`` as a clean one (``close_notify``). It prints requests sent and served, faults armed and fired, mismatches (expected 0),
 wall time and peak RSS; the exit status is 1 if any mismatch was found.
 """
 
@@ -189,7 +191,9 @@ def thread_client(
                 log.connections += 1
                 port = sock.getsockname()[1]
                 if tls is not None:
-                    sock = tls.wrap_socket(sock, server_hostname=address[0])
+                    # suppress_ragged_eofs=False: an end without close_notify raises (an RST reads
+                    # as one too: Python's ssl reports it as SSLEOFError), a clean close reads b"".
+                    sock = tls.wrap_socket(sock, server_hostname=address[0], suppress_ragged_eofs=False)
             sent = Sent(target, log.connections, port)
             log.sent.append(sent)
             sent.seen = _exchange_sync(sock, target)
@@ -208,6 +212,8 @@ def _exchange_sync(sock: socket.socket, target: str) -> str:
         return RST
     except BrokenPipeError:
         return SEND_FAILED
+    except ssl.SSLEOFError:
+        return RST  # over TLS: the server reset or closed without close_notify
     except ssl.SSLError as exc:
         return f"tls error on send: {exc}"
     reader = ResponseReader(target)
@@ -218,6 +224,8 @@ def _exchange_sync(sock: socket.socket, target: str) -> str:
             return RST
         except socket.timeout:
             return "timeout: the server did not answer"
+        except ssl.SSLEOFError:
+            return RST  # over TLS: an RST or a FIN without close_notify (see thread_client)
         except ssl.SSLError as exc:
             return f"tls error: {exc}"
         verdict = reader.feed(data)
@@ -308,6 +316,7 @@ class RoundResult:
     served: int = 0
     armed: int = 0
     fired: int = 0
+    commanded: int = 0
     lost_on_dropped: int = 0
     connections: int = 0
     mismatches: list[str] = field(default_factory=list)
@@ -324,6 +333,7 @@ def run_round(
     fault_rate: float = 0.1,
     unplanned: int | None = None,
     tls: bool = False,
+    commands: bool = False,
 ) -> RoundResult:
     """One server, ``threads + tasks`` clients of ``per_client`` requests each, then the reconciliation.
 
@@ -361,9 +371,15 @@ def run_round(
                     target=run_tasks, args=(address, logs[threads:], per_client, start, context), name="stress-tasks"
                 )
             )
+        done = threading.Event()
+        if commands:
+            workers.append(threading.Thread(target=commander, args=(server, done), name="stress-commands"))
         for worker in workers:
             worker.start()
         start.set()
+        for worker in workers[: threads + (1 if tasks else 0)]:
+            worker.join()
+        done.set()
         for worker in workers:
             worker.join()
         _wait_all_closed(server, sum(log.connections for log in logs))
@@ -373,6 +389,15 @@ def run_round(
     result.mismatches += [f"server error: {e}" for e in server.errors + server.handler_errors]
     result.seconds = time.monotonic() - started
     return result
+
+
+def commander(server: FaultServer, done: threading.Event) -> None:
+    """Fire the commands at whatever connections are idle, round and round, until the clients finish."""
+    commands = (server.close_idle, server.reset_idle, server.half_close_idle)
+    n = 0
+    while not done.wait(0.01):  # a pace, not a synchronisation: each command returns once done
+        commands[n % 3]()
+        n += 1
 
 
 def _wait_all_closed(server: FaultServer, opened: int, timeout: float = 10.0) -> None:
@@ -399,14 +424,21 @@ def reconcile(server: FaultServer, plan: dict[int, tuple[Choice, Any]], logs: li
             problems.append(f"request recorded twice: {record} and {by_target[record.target]}")
         by_target[record.target] = record
     firings: dict[int | None, FaultFiring] = {}
+    commanded: dict[int, FaultFiring] = {}
     for connection in connections:
         if connection.is_open or connection.ended_by is None:
             problems.append(f"connection not ended after the run: {connection}")
         for firing in connection.faults:
+            if firing.commanded:
+                if connection.id in commanded:
+                    problems.append(f"two commands dropped connection {connection.id}")
+                commanded[connection.id] = firing
+                continue
             if firing.request_index in firings:
                 problems.append(f"fault fired twice on request {firing.request_index}")
             firings[firing.request_index] = firing
     result.fired = len(firings)
+    result.commanded = len(commanded)
 
     # Every armed fault whose request exists fired once, as armed; no other fault fired.
     for index, (choice, handle) in plan.items():
@@ -424,13 +456,14 @@ def reconcile(server: FaultServer, plan: dict[int, tuple[Choice, Any]], logs: li
 
     sent_targets = set()
     opened = 0
+    tls = server.tls_context is not None
     for log in logs:
         opened += log.connections
         previous: Sent | None = None
         for sent in log.sent:
             sent_targets.add(sent.target)
             result.sent += 1
-            found = _check_one(sent, previous, by_target, plan, firings, connections)
+            found = _check_one(sent, previous, by_target, plan, firings, commanded, connections, tls)
             if not found and sent.target not in by_target:
                 result.lost_on_dropped += 1
             problems += found
@@ -450,19 +483,29 @@ def _check_one(
     by_target: dict[str, Request],
     plan: dict[int, tuple[Choice, Any]],
     firings: dict[int | None, FaultFiring],
+    commanded: dict[int, FaultFiring],
     connections: list[Connection],
+    tls: bool,
 ) -> list[str]:
     """The ledger's account of one request against what its client saw."""
     record = by_target.get(sent.target)
-    # What the previous request on the same connection did to it (its after_response fault).
+    # What happened to the connection after the previous request on it: its after_response
+    # fault, or a command that found it idle (which can only be after its last answer).
     after = None
     if previous is not None and previous.connection == sent.connection:
         before = by_target.get(previous.target)
         if before is not None and before.index in firings and before.index in plan:
             after = plan[before.index][0].after
+        drop = commanded.get(before.connection_id) if before is not None else None
+        if drop is not None:
+            after = "unanswered" if drop.kind == "half_close" else "dead"
     if record is None:
         if after == "dead" and sent.seen in DEAD:
             return []  # sent on a connection the server had dropped: never read, correctly
+        if tls and after == "unanswered" and sent.seen in DEAD:
+            # An asyncio TLS client answers the server's close_notify by closing the connection
+            # itself: its next request never leaves it (a blocking ssl client sends it).
+            return []
         return [f"{sent.target}: client saw {sent.seen!r}, the ledger has no record (previous: {after})"]
     problems = []
     port = connections[record.connection_id - 1].client_port
@@ -501,6 +544,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=["asyncio", "trio", "both"], default="both")
     parser.add_argument("--tls", choices=["no", "yes", "both"], default="both", help="HTTPS rounds (default: every other)")
     parser.add_argument(
+        "--commands",
+        choices=["no", "yes", "both"],
+        default="both",
+        help="a thread firing close_idle/reset_idle/half_close_idle meanwhile (default: every other round)",
+    )
+    parser.add_argument(
         "--fuzz-examples", type=int, default=0, help="then run tests/test_fuzz.py with this many examples per property"
     )
     args = parser.parse_args(argv)
@@ -518,9 +567,10 @@ def main(argv: list[str] | None = None) -> int:
             per_client=args.per_client,
             fault_rate=args.fault_rate,
             tls=args.tls == "yes" or (args.tls == "both" and rounds % 4 >= 2),
+            commands=args.commands == "yes" or (args.commands == "both" and rounds % 8 >= 4),
         )
         rounds += 1
-        for name in ("sent", "recorded", "served", "armed", "fired", "lost_on_dropped", "connections"):
+        for name in ("sent", "recorded", "served", "armed", "fired", "commanded", "lost_on_dropped", "connections"):
             setattr(totals, name, getattr(totals, name) + getattr(result, name))
         totals.mismatches += [f"round {rounds} ({result.backend}): {m}" for m in result.mismatches]
         print(
@@ -542,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"requests sent:     {totals.sent}")
     print(f"requests served:   {totals.served} (answered 200; {totals.recorded} recorded in all)")
     print(f"faults armed:      {totals.armed} (on {args.fault_rate:.0%} of the planned requests)")
-    print(f"faults fired:      {totals.fired}")
+    print(f"faults fired:      {totals.fired} (+ {totals.commanded} idle connections dropped by command)")
     print(f"lost, as expected: {totals.lost_on_dropped} (sent on connections dropped after a response)")
     print(f"connections:       {totals.connections}")
     print(f"mismatches:        {len(totals.mismatches)} (expected 0)")

@@ -33,6 +33,23 @@ def test_ledger_agrees_exactly_with_the_clients(backend: str) -> None:
     assert result.connections > 12, "faults made clients reconnect"
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ledger_agrees_exactly_with_the_clients_over_tls(backend: str) -> None:
+    """The same round over HTTPS (blocking ssl clients and asyncio TLS streams): no mismatch."""
+    result = run_round(seed=11, backend=backend, threads=3, tasks=5, per_client=30, fault_rate=0.15, tls=True)
+    assert result.mismatches == []
+    assert result.sent == 240
+    assert result.fired >= 25
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_ledger_agrees_exactly_with_commands_firing_meanwhile(backend: str) -> None:
+    """Faults armed and close_idle/reset_idle/half_close_idle fired all along: still no mismatch."""
+    result = run_round(seed=5, backend=backend, threads=3, tasks=5, per_client=30, fault_rate=0.1, commands=True)
+    assert result.mismatches == []
+    assert result.commanded > 0, "the commands found idle connections to drop"
+
+
 def test_without_faults_every_request_is_served_on_one_connection_per_client() -> None:
     """No faults: every request is served, recorded once, and each client kept its one connection."""
     result = run_round(seed=1, threads=3, tasks=5, per_client=30, fault_rate=0.0)
