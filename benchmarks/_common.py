@@ -30,7 +30,7 @@ class Config:
     seconds: float = 3.0
     #: Generated tests per pytest run (fresh pytest-httpserver runs use ``fresh_tests``).
     tests: int = 250
-    fresh_tests: int = 10
+    fresh_tests: int = 20
     #: Requests on one connection for the memory measurement.
     memory_requests: int = 100_000
     backends: tuple[str, ...] = ("asyncio", "trio")

@@ -161,6 +161,11 @@ def run(config: Config) -> Section:
         section.add(label, median(per_test(variant)) * 1000, "ms/test",
                     f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test")
     section.notes.append(
+        "a fresh pytest-httpserver's stop() returns at once when the test's teardown wins the race against "
+        "werkzeug still finishing the request (logging it, closing the socket), else it waits out werkzeug's "
+        "0.5 s poll: its per-test cost is bimodal (about 0 or 500 ms), hence the spread of its samples."
+    )
+    section.notes.append(
         "ms/test is wall time over empty tests of the same count (pytest's start-up cancels out; one-time "
         "costs such as starting connfault's loop thread or importing werkzeug are spread over the tests); CPU is "
         "user+sys of the pytest process (both threads), far less sensitive to other load on the machine: on "

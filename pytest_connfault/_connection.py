@@ -31,7 +31,7 @@ from ._faults import FaultFiring, FaultHandle, now
 from ._ledger import UNREAD_LIMIT, ConnectionState, EndedBy, Outcome, Request
 from ._responses import Rendered, Response, handler_error_response, render
 from ._tls_wire import serve_handshake
-from ._wire import Wire
+from ._wire import Wire, WireWoken
 
 if TYPE_CHECKING:
     from ._server import ServerCore
@@ -309,14 +309,13 @@ class ConnectionLoop:
         while True:
             with core.lock:
                 idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
-            with anyio.CancelScope() as wake:
-                core.waiting.add(wake)
-                try:
-                    due = await self._pause(idle if self.state.requests else [])
-                finally:
-                    core.waiting.discard(wake)
-            if wake.cancelled_caught:
+            core.waiting.add(self.wire)
+            try:
+                due = await self._pause(idle if self.state.requests else [])
+            except WireWoken:
                 continue  # a fault was armed: look again
+            finally:
+                core.waiting.discard(self.wire)
             if due is None:
                 break
             # An idle fault's time came (reset, close, half_close, garbage: each ends the connection).

@@ -20,8 +20,6 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
-import anyio
-
 from ._ledger import EndedBy
 from ._wire import RECEIVE_SIZE, Wire, WireClosed
 
@@ -125,10 +123,7 @@ class TlsWire(Wire):
             WireClosed: the server closed the socket meanwhile.
         """
         while not self._push(strict=True):
-            try:
-                await anyio.wait_writable(self.sock)
-            except anyio.ClosedResourceError:
-                raise WireClosed from None
+            await Wire.wait_writable(self)
 
     async def send_all(self, data: bytes) -> None:
         if not self.established:

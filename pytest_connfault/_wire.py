@@ -1,16 +1,20 @@
 """The only code that touches a connection's socket: reading, writing, and the drops.
 
-Sockets are non-blocking and driven with ``anyio.wait_readable``/``wait_writable``, so every action
-below is one system call whose effect is on the wire when it returns: that is what lets the
-fire-now commands return "only once the kernel has acted".
+Sockets are non-blocking; every action below is one system call whose effect is on the wire when it
+returns: that is what lets the fire-now commands return "only once the kernel has acted".
+
+Waiting for a socket goes straight to the backend (asyncio's ``add_reader``, trio's
+``wait_readable``) rather than through anyio's generic helpers: it is the hottest path of the
+server (twice per request), and owning the waiter lets the commands close a socket and wake its
+connection loop in one step, and lets ``server.inject`` wake a loop waiting between requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
-
-import anyio
+from typing import Any
 
 RECEIVE_SIZE = 65536
 _LINGER_ZERO = struct.pack("ii", 1, 0)
@@ -20,15 +24,34 @@ class WireClosed(Exception):
     """The server closed this socket (a command or shutdown) while the connection loop waited on it."""
 
 
+class WireWoken(Exception):
+    """The wait was interrupted on purpose (``Wire.wake``): look at the fault plan again."""
+
+
+_READY, _WOKEN, _CLOSED = "ready", "woken", "closed"
+
+
+def _resolve(future: asyncio.Future[str], outcome: str = _READY) -> None:
+    if not future.done():
+        future.set_result(outcome)
+
+
 class Wire:
     """A connection's socket, as the connection loop and the commands use it."""
 
-    __slots__ = ("sock", "closed", "write_shut")
+    __slots__ = ("_loop", "_reader", "_writer", "closed", "sock", "write_shut")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.closed = False
         self.write_shut = False
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made on a trio loop
+            self._loop = None
+        #: The pending read and write waits: asyncio futures, or trio cancel scopes.
+        self._reader: Any = None
+        self._writer: Any = None
 
     async def receive(self, wait_first: bool = False) -> bytes:
         """The next bytes from the client; ``b""`` at its EOF.
@@ -51,11 +74,81 @@ class Wire:
                 await self.wait_readable()
 
     async def wait_readable(self) -> None:
-        """Wait until bytes (or EOF, or an error) can be read."""
+        """Wait until bytes (or EOF, or an error) can be read.
+
+        Raises:
+            WireClosed: the server closed the socket meanwhile.
+            WireWoken: :meth:`wake` interrupted the wait.
+        """
+        if self.closed:
+            raise WireClosed
+        await (self._wait_asyncio(True) if self._loop is not None else self._wait_trio(True))
+
+    async def wait_writable(self) -> None:
+        """Wait until the kernel takes more bytes (or the socket fails)."""
+        if self.closed:
+            raise WireClosed
+        await (self._wait_asyncio(False) if self._loop is not None else self._wait_trio(False))
+
+    async def _wait_asyncio(self, read: bool) -> None:
+        loop = self._loop
+        assert loop is not None
+        fd = self.sock.fileno()
+        future: asyncio.Future[str] = loop.create_future()
+        if read:
+            self._reader = future
+            loop.add_reader(fd, _resolve, future)
+        else:
+            self._writer = future
+            loop.add_writer(fd, _resolve, future)
         try:
-            await anyio.wait_readable(self.sock)
-        except anyio.ClosedResourceError:
-            raise WireClosed from None
+            outcome = await future
+        finally:
+            if read:
+                self._reader = None
+                if not self.closed:
+                    loop.remove_reader(fd)
+            else:
+                self._writer = None
+                if not self.closed:
+                    loop.remove_writer(fd)
+        if outcome == _CLOSED:
+            raise WireClosed
+        if outcome == _WOKEN:
+            raise WireWoken
+
+    async def _wait_trio(self, read: bool) -> None:
+        import trio
+
+        with trio.CancelScope() as scope:
+            if read:
+                self._reader = scope
+            else:
+                self._writer = scope
+            try:
+                if read:
+                    await trio.lowlevel.wait_readable(self.sock)
+                else:
+                    await trio.lowlevel.wait_writable(self.sock)
+            except trio.ClosedResourceError:
+                raise WireClosed from None
+            finally:
+                if read:
+                    self._reader = None
+                else:
+                    self._writer = None
+        if scope.cancelled_caught:
+            raise WireWoken
+
+    def wake(self) -> None:
+        """Interrupt a pending read wait with :class:`WireWoken` (on the loop thread)."""
+        waiter = self._reader
+        if waiter is None:
+            return
+        if self._loop is not None:
+            _resolve(waiter, _WOKEN)
+        else:
+            waiter.cancel()
 
     def has_bytes(self) -> bool:
         """Whether bytes are waiting, without reading them."""
@@ -85,10 +178,7 @@ class Wire:
             try:
                 sent = self.sock.send(view)
             except BlockingIOError:
-                try:
-                    await anyio.wait_writable(self.sock)
-                except anyio.ClosedResourceError:
-                    raise WireClosed from None
+                await self.wait_writable()
                 continue
             view = view[sent:]
 
@@ -152,12 +242,21 @@ class Wire:
         return unread
 
     def close(self) -> None:
-        """Close the socket, waking the connection loop if it waits on it."""
+        """Close the socket, first waking the connection loop if it waits on it (loop thread only)."""
         if self.closed:
             return
         self.closed = True
-        try:
-            anyio.notify_closing(self.sock)
-        except Exception:  # noqa: BLE001 - outside the loop at interpreter exit; nothing waits then
-            pass
+        loop = self._loop
+        if loop is not None:
+            fd = self.sock.fileno()
+            if self._reader is not None:
+                loop.remove_reader(fd)
+                _resolve(self._reader, _CLOSED)
+            if self._writer is not None:
+                loop.remove_writer(fd)
+                _resolve(self._writer, _CLOSED)
+        elif self._reader is not None or self._writer is not None:
+            import trio
+
+            trio.lowlevel.notify_closing(self.sock)
         self.sock.close()

@@ -7,7 +7,10 @@ rejected record in the ledger; the clients under the limit are served as before.
 from __future__ import annotations
 
 import gc
+import resource
+import socket
 import tracemalloc
+from collections.abc import Iterator
 from typing import Callable
 
 import pytest
@@ -15,6 +18,8 @@ from rawclient import FIN, RawClient, wait_until
 
 from pytest_connfault import FaultServer, ServerOptions
 from pytest_connfault._ledger import UNREAD_LIMIT
+from pytest_connfault._tls import client_context
+from pytest_connfault._tls_wire import TlsWire
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -175,10 +180,6 @@ def test_refused_connection_is_answered_even_if_it_never_sends(connfault_server_
 
 def test_refused_connection_over_tls(connfault_server_factory: ServerFactory) -> None:
     """Over TLS, the refused connection completes its handshake and reads the 503."""
-    import socket
-
-    from pytest_connfault._tls import client_context
-
     server = connfault_server_factory(tls=True, max_connections=1)
     context = client_context()
 
@@ -197,6 +198,24 @@ def test_refused_connection_over_tls(connfault_server_factory: ServerFactory) ->
     assert server.requests[-1].outcome.status == 503
 
 
+@pytest.fixture
+def many_fds() -> Iterator[None]:
+    """Room for ~1300 descriptors (600+ connections, both ends in this process), raised if allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 1400
+    if soft >= need:
+        yield
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        pytest.skip(f"needs {need} file descriptors; the hard limit is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.usefixtures("many_fds")
 def test_no_connection_limit_serves_many_at_once(connfault_server_factory: ServerFactory) -> None:
     """max_connections=None: 600 connections open at once (over the default 512) are all served."""
     server = connfault_server_factory(max_connections=None)
@@ -213,6 +232,7 @@ def test_no_connection_limit_serves_many_at_once(connfault_server_factory: Serve
     assert statuses == {200}
 
 
+@pytest.mark.usefixtures("many_fds")
 def test_default_connection_limit_refuses_the_513th(connfault_server_factory: ServerFactory) -> None:
     """With the default limit, 512 connections open at once are served and the 513th gets 503."""
     server = connfault_server_factory()
@@ -288,3 +308,18 @@ def test_refused_bodies_do_not_accumulate(connfault_server_factory: ServerFactor
     assert retained < 60 * 32 * 1024, f"{retained} bytes retained"
     assert [r.outcome.status for r in server.requests] == [413] * 60
     assert max(len(c.unread) for c in server.connections) <= UNREAD_LIMIT
+
+
+def test_closed_tls_connections_leave_no_socket_objects_behind(connfault_server_factory: ServerFactory) -> None:
+    """The ledger keeps records, not TLS wires (SSLObject and buffers): memory per closed connection stays small."""
+    server = connfault_server_factory(tls=True)
+    context = client_context()
+    for _ in range(30):
+        with socket.create_connection((server.host, server.port), timeout=5.0) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
+    wait_until(lambda: len(server.connections) == 30 and not any(c.is_open for c in server.connections))
+    gc.collect()
+    wires = [o for o in gc.get_objects() if isinstance(o, TlsWire)]
+    assert wires == [], f"{len(wires)} TLS wires of closed connections are still referenced"

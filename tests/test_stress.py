@@ -45,7 +45,7 @@ def test_ledger_agrees_exactly_with_the_clients_over_tls(backend: str) -> None:
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_ledger_agrees_exactly_with_commands_firing_meanwhile(backend: str) -> None:
     """Faults armed and close_idle/reset_idle/half_close_idle fired all along: still no mismatch."""
-    result = run_round(seed=5, backend=backend, threads=3, tasks=5, per_client=30, fault_rate=0.1, commands=True)
+    result = run_round(seed=5, backend=backend, threads=3, tasks=5, per_client=50, fault_rate=0.1, commands=True)
     assert result.mismatches == []
     assert result.commanded > 0, "the commands found idle connections to drop"
 
