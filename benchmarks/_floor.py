@@ -44,10 +44,11 @@ class FloorServer:
         return self
 
     def _accept(self) -> None:
-        assert self._listener is not None
+        listener = self._listener  # stop() clears the attribute while this thread runs
+        assert listener is not None
         while True:
             try:
-                sock, _ = self._listener.accept()
+                sock, _ = listener.accept()
             except OSError:  # shutdown() by stop()
                 return
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

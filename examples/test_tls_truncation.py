@@ -115,7 +115,7 @@ def test_close_delimited_body_cut_abruptly_is_returned_as_if_whole(
     connfault_tls_server.respond("/", Response(body=BODY, close_delimited=True))
     handle = connfault_tls_server.inject("truncate", body_bytes=CUT, close_notify=False)
     status, body = fetch(connfault_tls_server.url + "/")
-    assert handle.fired == 1
+    handle.wait(5)  # recorded just after the FIN, which the client may have seen first
     assert (status, body) == (200, BODY[:CUT]), (
         "this client now refuses (or completes) a close-delimited body cut without close_notify: "
         "RFC 9112 section 9.8 honoured; update this measurement"

@@ -121,11 +121,19 @@ class LoopThread:
         # which event loop it is on even outside a task.
         context = contextvars.copy_context()
         self._schedule = lambda fn: raw(lambda: context.run(fn))
-        async with anyio.create_task_group() as tg:
-            self._task_group = tg
-            self._ready.set()
-            await stop.wait()
-            tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._task_group = tg
+                self._ready.set()
+                await stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            if self.backend == "asyncio":
+                import asyncio
+
+                from ._poller import close_poller
+
+                close_poller(asyncio.get_running_loop())
 
     def in_loop_thread(self) -> bool:
         """Whether the caller is running on this loop's thread."""

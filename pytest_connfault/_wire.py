@@ -16,6 +16,8 @@ import socket
 import struct
 from typing import Any
 
+from ._poller import poller_for
+
 RECEIVE_SIZE = 65536
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
@@ -39,7 +41,7 @@ def _resolve(future: asyncio.Future[str], outcome: str = _READY) -> None:
 class Wire:
     """A connection's socket, as the connection loop and the commands use it."""
 
-    __slots__ = ("_loop", "_reader", "_writer", "closed", "sock", "write_shut")
+    __slots__ = ("_loop", "_poller", "_reader", "_writer", "closed", "sock", "write_shut")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -49,6 +51,7 @@ class Wire:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # made on a trio loop
             self._loop = None
+        self._poller = poller_for(self._loop, _resolve) if self._loop is not None else None
         #: The pending read and write waits: asyncio futures, or trio cancel scopes.
         self._reader: Any = None
         self._writer: Any = None
@@ -97,20 +100,28 @@ class Wire:
         future: asyncio.Future[str] = loop.create_future()
         if read:
             self._reader = future
-            loop.add_reader(fd, _resolve, future)
         else:
             self._writer = future
+        poller = self._poller
+        if poller is not None:
+            poller.wait(fd, read, future)
+        elif read:
+            loop.add_reader(fd, _resolve, future)
+        else:
             loop.add_writer(fd, _resolve, future)
         try:
             outcome = await future
         finally:
             if read:
                 self._reader = None
-                if not self.closed:
-                    loop.remove_reader(fd)
             else:
                 self._writer = None
-                if not self.closed:
+            if not self.closed:
+                if poller is not None:
+                    poller.cancel(fd, read, future)
+                elif read:
+                    loop.remove_reader(fd)
+                else:
                     loop.remove_writer(fd)
         if outcome == _CLOSED:
             raise WireClosed
@@ -247,7 +258,9 @@ class Wire:
             return
         self.closed = True
         loop = self._loop
-        if loop is not None:
+        if self._poller is not None:
+            self._poller.forget(self.sock.fileno(), _CLOSED)
+        elif loop is not None:
             fd = self.sock.fileno()
             if self._reader is not None:
                 loop.remove_reader(fd)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_connfault import FaultServer
+from pytest_connfault import Fault, FaultServer
+from pytest_connfault._faults import FaultPlan
 from stress.run import MENU, OK, RST, ClientLog, RoundResult, Sent, reconcile, run_round
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,6 +65,24 @@ def test_every_fault_of_the_menu_is_valid_and_distinct() -> None:
         for choice in MENU:
             server.inject(choice.kind, at=choice.at, request=1, **dict(choice.options))
             assert choice.expect
+
+
+def test_many_request_faults_are_taken_in_arming_order() -> None:
+    """The plan's index by moment and request= keeps the contract: the first armed fault that selects wins."""
+    plan = FaultPlan()
+    keyed = [plan.arm(Fault("close", at="before_response", request=n)) for n in range(1, 300)]
+    general = plan.arm(Fault("reset", at="before_response", times=2))
+    early = FaultPlan()
+    first = early.arm(Fault("reset", at="before_response"))
+    later = early.arm(Fault("close", at="before_response", request=7))
+    where = {"connection": 1, "request_on_connection": 1, "path": "/", "method": "GET"}
+    assert plan.take("before_response", request=5, **where) is keyed[4]
+    assert plan.take("before_response", request=5, **where) is general, "request 5's own fault is spent"
+    assert plan.take("after_response", request=6, **where) is None
+    assert plan.take("before_response", request=None, **where) is general
+    assert plan.take("before_response", request=None, **where) is None
+    assert early.take("before_response", request=7, **where) is first, "armed first, so it wins"
+    assert early.take("before_response", request=7, **where) is later
 
 
 def test_negative_control_an_unplanned_fault_is_a_mismatch() -> None:
