@@ -172,8 +172,17 @@ class ResponseReader:
                 return OK
 
 
+def request_body(target: str) -> bytes:
+    """What a client sends as the body for ``target``: none for some targets, up to 3 KiB for others."""
+    return target.encode() * (sum(target.encode()) % 4) * 64
+
+
 def request_bytes(target: str) -> bytes:
-    return f"GET {target} HTTP/1.1\r\nHost: stress\r\n\r\n".encode()
+    """A GET, or a POST with :func:`request_body` (which the ledger must then hold whole)."""
+    body = request_body(target)
+    if not body:
+        return f"GET {target} HTTP/1.1\r\nHost: stress\r\n\r\n".encode()
+    return f"POST {target} HTTP/1.1\r\nHost: stress\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 def thread_client(
@@ -508,6 +517,8 @@ def _check_one(
             return []
         return [f"{sent.target}: client saw {sent.seen!r}, the ledger has no record (previous: {after})"]
     problems = []
+    if record.outcome.kind != "unanswered" and record.body != request_body(sent.target):
+        problems.append(f"{sent.target}: the ledger holds {len(record.body)} body bytes, not the {len(request_body(sent.target))} sent")
     port = connections[record.connection_id - 1].client_port
     if port != sent.port:
         problems.append(f"{sent.target}: sent from port {sent.port}, recorded on connection from port {port}")

@@ -16,7 +16,18 @@ import pytest
 
 from pytest_connfault import Fault, FaultServer
 from pytest_connfault._faults import FaultPlan
-from stress.run import MENU, OK, RST, ClientLog, RoundResult, Sent, reconcile, run_round
+from stress.run import (
+    MENU,
+    OK,
+    RST,
+    ClientLog,
+    RoundResult,
+    Sent,
+    reconcile,
+    request_body,
+    request_bytes,
+    run_round,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,7 +108,7 @@ def test_negative_control_a_client_log_that_disagrees_is_a_mismatch() -> None:
     with FaultServer() as server:
         with socket.create_connection((server.host, server.port)) as sock:
             port = sock.getsockname()[1]
-            sock.sendall(b"GET /c/0 HTTP/1.1\r\nHost: x\r\n\r\nGET /c/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(request_bytes("/c/0") + request_bytes("/c/1"))
             received = b""
             while received.count(b"HTTP/1.1 200") < 2:
                 received += sock.recv(65536)
@@ -109,6 +120,19 @@ def test_negative_control_a_client_log_that_disagrees_is_a_mismatch() -> None:
     forgetful = ClientLog("c", [Sent("/c/0", 1, port, OK)], connections=1)
     problems = reconcile(server, {}, [forgetful], RoundResult("asyncio"))
     assert any("no client sent" in p for p in problems), problems
+
+
+def test_negative_control_a_body_the_ledger_does_not_hold_whole_is_a_mismatch() -> None:
+    """A request whose recorded body is not the one the client means to send is reported."""
+    assert request_body("/c/0"), "this target carries a body"
+    with FaultServer() as server:
+        with socket.create_connection((server.host, server.port)) as sock:
+            port = sock.getsockname()[1]
+            sock.sendall(b"GET /c/0 HTTP/1.1\r\nHost: x\r\n\r\n")  # the body left out
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+    log = ClientLog("c", [Sent("/c/0", 1, port, OK)], connections=1)
+    problems = reconcile(server, {}, [log], RoundResult("asyncio"))
+    assert any("body bytes" in p for p in problems), problems
 
 
 def test_the_script_runs_and_prints_its_figures() -> None:
