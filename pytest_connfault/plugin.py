@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import ssl
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
@@ -184,6 +184,19 @@ def connfault_backend(request: pytest.FixtureRequest) -> str:
 ServerFactory = Callable[..., FaultServer]
 
 
+def _stop_all(servers: Sequence[FaultServer], what: str) -> None:
+    """Stop every server (even when one fails to), then fail with what went wrong inside any."""
+    errors: list[str] = []
+    for server in servers:
+        try:
+            server.stop()
+        except ServerError as exc:
+            errors.append(str(exc))
+        errors.extend(server.errors)
+    if errors:
+        raise ServerError(f"the connfault {what} failed:\n" + "\n".join(errors))
+
+
 @pytest.fixture
 def connfault_server_factory(
     request: pytest.FixtureRequest, connfault_backend: str
@@ -210,15 +223,7 @@ def connfault_server_factory(
         return server
 
     yield make
-    errors: list[str] = []
-    for server in servers:
-        try:
-            server.stop()
-        except ServerError as exc:
-            errors.append(str(exc))
-        errors.extend(server.errors)
-    if errors:
-        raise ServerError("the connfault server failed:\n" + "\n".join(errors))
+    _stop_all(servers, "server")
 
 
 @pytest.fixture
@@ -342,15 +347,7 @@ def connfault_proxy_factory(request: pytest.FixtureRequest, connfault_backend: s
         return proxy
 
     yield make
-    errors: list[str] = []
-    for proxy in proxies:
-        try:
-            proxy.stop()
-        except ServerError as exc:
-            errors.append(str(exc))
-        errors.extend(proxy.errors)
-    if errors:
-        raise ServerError("the connfault proxy failed:\n" + "\n".join(errors))
+    _stop_all(proxies, "proxy")
 
 
 def _upstream_url(upstream: Any) -> str:
