@@ -321,5 +321,6 @@ def test_closed_tls_connections_leave_no_socket_objects_behind(connfault_server_
                 assert tls.recv(65536).startswith(b"HTTP/1.1 200 ")
     wait_until(lambda: len(server.connections) == 30 and not any(c.is_open for c in server.connections))
     gc.collect()
-    wires = [o for o in gc.get_objects() if isinstance(o, TlsWire)]
+    # Server-side wires only: a proxy test earlier in the same worker may still hold client ones.
+    wires = [o for o in gc.get_objects() if type(o) is TlsWire]
     assert wires == [], f"{len(wires)} TLS wires of closed connections are still referenced"
