@@ -461,4 +461,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
             for handle in item.stash[_chaos_key]:
                 report.sections.append(("connfault chaos", chaos_report(handle, item.nodeid)))
+    if report.when == "teardown":
+        # Items live for the whole session: let this test's servers (and ledgers) go.
+        item.stash[_servers_key] = []
+        if _chaos_key in item.stash:
+            item.stash[_chaos_key] = []
     return report
