@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import anyio
 
+from ._acceptor import Acceptor
 from ._errors import ConnfaultError
 from ._waiting import callback_for_current_loop
 
@@ -71,6 +72,11 @@ class LoopThread:
         self._stopped = threading.Event()
         self._schedule: Callable[[Callable[[], None]], object] | None = None
         self._task_group: Any = None
+        self._asyncio_loop: Any = None
+        #: Tasks started with ``start_task`` on asyncio (kept referenced until done).
+        self._asyncio_tasks: set[Any] = set()
+        #: The servers' listeners (see ``_acceptor.py``), made with the loop.
+        self.acceptor: Any = None
         self._stop: Callable[[], None] | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
@@ -121,19 +127,28 @@ class LoopThread:
         # which event loop it is on even outside a task.
         context = contextvars.copy_context()
         self._schedule = lambda fn: raw(lambda: context.run(fn))
+        acceptor = self.acceptor = Acceptor()
         try:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
+                if self.backend == "trio":
+                    tg.start_soon(acceptor.watch_trio)
+                else:
+                    import asyncio
+
+                    self._asyncio_loop = asyncio.get_running_loop()
+                    acceptor.watch_asyncio(self._asyncio_loop)
                 self._ready.set()
                 await stop.wait()
                 tg.cancel_scope.cancel()
+                for task in list(self._asyncio_tasks):  # none once every server has stopped
+                    task.cancel()
         finally:
-            if self.backend == "asyncio":
-                import asyncio
-
+            acceptor.close(self._asyncio_loop)
+            if self._asyncio_loop is not None:
                 from ._poller import close_poller
 
-                close_poller(asyncio.get_running_loop())
+                close_poller(self._asyncio_loop)
 
     def in_loop_thread(self) -> bool:
         """Whether the caller is running on this loop's thread."""
@@ -152,6 +167,19 @@ class LoopThread:
     def spawn(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Start ``async_fn(*args)`` as a task on the loop; do not wait for it."""
         self.call_soon(self._task_group.start_soon, async_fn, *args)
+
+    def start_task(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """On the loop thread: start ``async_fn(*args)`` as a task now.
+
+        On asyncio a bare ``create_task`` (a connection's task costs a good part of a request
+        through anyio's task group); the task must handle its own exceptions.
+        """
+        if self._asyncio_loop is not None:
+            task = self._asyncio_loop.create_task(async_fn(*args))
+            self._asyncio_tasks.add(task)
+            task.add_done_callback(self._asyncio_tasks.discard)
+        else:
+            self._task_group.start_soon(async_fn, *args)
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         """Run the plain function ``fn(*args)`` on the loop thread and return its result.

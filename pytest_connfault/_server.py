@@ -1,8 +1,9 @@
 """The fault-injecting HTTP/1.1 server: lifecycle, accept loop, the fire-now commands.
 
-A server is a listening socket plus one task on the process's loop thread for its backend (see
-``_loop.py``). ``start()`` binds and listens in the caller's thread and hands the socket to the loop
-without waiting; ``stop()`` cancels the server's task group and waits until every connection is
+A server is a listening socket watched by the process's loop thread for its backend (see
+``_loop.py`` and ``_acceptor.py``), and one task per connection. ``start()`` binds, listens and
+registers the listener from the caller's thread; ``stop()`` unregisters and closes it there too,
+and only when connections are still open asks the loop to end them, waiting until every one is
 closed. Everything that touches a socket runs on the loop thread, under the server's lock when it
 also changes the ledger, which is what makes the ledger's ordering promises hold.
 """
@@ -15,8 +16,6 @@ import threading
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
-
-import anyio
 
 from ._connection import ConnectionLoop
 from ._errors import ConnfaultError, FaultSpecError, ServerError
@@ -132,8 +131,10 @@ class FaultServer:
         self._loop: LoopThread | None = None
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
-        #: Connection tasks started and not yet finished (loop thread only).
+        #: Connection tasks started and not yet finished (under the core's lock).
         self._tasks = 0
+        #: How to cancel each running connection's task, by connection id (under the lock).
+        self._cancels: dict[int, Callable[[], object]] = {}
         self._stop_waiters: list[Callable[[], None]] = []
         self._state = "new"
         self.started_at = 0.0
@@ -181,6 +182,8 @@ class FaultServer:
             listener.listen(self.options.backlog)
             listener.setblocking(False)
             self._loop = get_loop(self.options.backend)
+            # The kernel queues connections from here on; the loop accepts them when it sees them.
+            self._loop.acceptor.add(listener, self._accept_ready)
         except BaseException:
             listener.close()
             raise
@@ -188,8 +191,6 @@ class FaultServer:
         self.port = listener.getsockname()[1]
         self.started_at = now()
         self._state = "running"
-        # The kernel queues connections from here on; the loop starts accepting them soon.
-        self._loop.spawn(self._serve)
         return self
 
     def __enter__(self) -> FaultServer:
@@ -198,82 +199,89 @@ class FaultServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    async def _serve(self) -> None:
+    def _accept_ready(self) -> None:
+        """On the loop thread, when the listener is readable: accept every waiting connection."""
         core = self._core
         listener = self._listener
         assert listener is not None
-        try:
-            async with anyio.create_task_group() as tg:
-                if not core.stopping:
-                    await self._accept_loop(listener, tg)
-                # Stopping: the accept loop was woken by notify_closing; end the connections.
-                # (Cancelling costs a good part of a stop; with none running it is skipped.)
-                if self._tasks:
-                    tg.cancel_scope.cancel()
-        except Exception:  # noqa: BLE001 - a bug in the server itself: reported at the fixture's teardown
-            core.errors.append(traceback.format_exc())
-        finally:
-            # Closed here, after the accept loop has unregistered it, never while it waits.
-            listener.close()
+        assert self._loop is not None
+        while True:
             with core.lock:
-                waiters = list(self._stop_waiters)
-            self._stopped.set()
-            for notify in waiters:
-                notify()
+                # Under the lock, which stop() takes to close the listener: never accept on a
+                # closed (or reused) descriptor.
+                if core.stopping:
+                    return
+                try:
+                    sock, address = listener.accept()
+                except BlockingIOError:
+                    return
+                except OSError as exc:  # e.g. out of file descriptors
+                    error = f"accept failed: {exc!r}"
+                    if error not in core.errors[-1:]:
+                        core.errors.append(error)
+                    return
+                sock.setblocking(False)
+                if sock.family != socket.AF_UNIX:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                # Numbered here, in accept order: the tasks may start in another (trio shuffles).
+                state = core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
+                limit = self.options.max_connections
+                if limit is not None and core.serving >= limit:
+                    state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
+                else:
+                    core.serving += 1
+                self._tasks += 1
+            self._loop.start_task(self._connection_task, sock, state)
 
     def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
         with self._core.lock:
             self._stop_waiters.append(notify)
         return lambda: None
 
-    async def _accept_loop(self, listener: socket.socket, tg: Any) -> None:
-        """Accept until ``stop()`` wakes the wait with ``notify_closing``."""
-        while True:
-            try:
-                sock, address = listener.accept()
-            except (BlockingIOError, OSError) as exc:
-                if not isinstance(exc, BlockingIOError):  # e.g. out of file descriptors
-                    self._core.errors.append(f"accept failed: {exc!r}")
-                if self._core.stopping:
-                    # _cancel ran while this task was not waiting (its wake-up was already due,
-                    # with connections to accept): its notify_closing woke nothing, and a new
-                    # wait would last until the next client. Measured: stop() with 50 fresh
-                    # connections hung in ~1 of 10 tries on both backends.
-                    return
-                try:
-                    await anyio.wait_readable(listener)
-                except anyio.ClosedResourceError:
-                    return
-                continue
-            sock.setblocking(False)
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self._core.lock:
-                # Numbered here, in accept order: the tasks may start in another (trio shuffles).
-                state = self._core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
-                limit = self.options.max_connections
-                if limit is not None and self._core.serving >= limit:
-                    state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
-                else:
-                    self._core.serving += 1
-            self._tasks += 1
-            tg.start_soon(self._serve_connection, sock, state)
+    async def _connection_task(self, sock: socket.socket, state: ConnectionState) -> None:
+        """A connection's task: serve it, cancellable by ``stop()`` (see ``_end_connections``)."""
+        if self.options.backend == "trio":
+            import trio
+
+            with trio.CancelScope() as scope:
+                await self._counted(sock, state, scope.cancel)
+        else:
+            import asyncio
+
+            task = asyncio.current_task()
+            assert task is not None
+            await self._counted(sock, state, task.cancel)
+
+    async def _counted(self, sock: socket.socket, state: ConnectionState, cancel: Callable[[], object]) -> None:
+        core = self._core
+        try:
+            with core.lock:
+                if not core.stopping:
+                    self._cancels[state.id] = cancel
+            await self._serve_connection(sock, state)
+        except Exception:  # noqa: BLE001 - a bug in the server itself: reported at the fixture's teardown
+            with core.lock:
+                core.errors.append(traceback.format_exc())
+        finally:
+            with core.lock:
+                self._cancels.pop(state.id, None)
+                self._tasks -= 1
+                last = core.stopping and self._tasks == 0
+            if last:
+                self._finish_stop()
 
     async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
-        try:
-            await self._serve_connection_task(sock, state)
-        finally:
-            self._tasks -= 1
-
-    async def _serve_connection_task(self, sock: socket.socket, state: ConnectionState) -> None:
         core = self._core
         wire = Wire(sock) if self.tls_context is None else TlsWire(sock, self.tls_context)
         counted = state.phase != "refused"
         with core.lock:
             state.wire = wire
             core.live[state.id] = state
+            # A connection accepted just before stop() began ends here, unserved.
+            serve = not core.stopping
         try:
-            await ConnectionLoop(core, state, wire).run()
+            if serve:
+                await ConnectionLoop(core, state, wire).run()
         except (ConnectionResetError, BrokenPipeError):
             with core.lock:
                 if state.ended_by is None:
@@ -320,9 +328,10 @@ class FaultServer:
             return
         self._state = "stopped"
         assert self._loop is not None
-        self._loop.call_soon(self._cancel)
-        if not self._stopped.wait(COMMAND_TIMEOUT):
-            raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+        if self._begin_stop():
+            self._loop.call_soon(self._end_connections)
+            if not self._stopped.wait(COMMAND_TIMEOUT):
+                raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
         if self._app is not None:
             self._app.close()  # joins a WSGI app's worker threads
 
@@ -332,19 +341,44 @@ class FaultServer:
             return
         self._state = "stopped"
         assert self._loop is not None
-        await self._loop.call_async(self._cancel, timeout=COMMAND_TIMEOUT)
-        from ._waiting import wait_for
+        if self._begin_stop():
+            await self._loop.call_async(self._end_connections, timeout=COMMAND_TIMEOUT)
+            from ._waiting import wait_for
 
-        if not await wait_for(self._on_stopped, self._stopped.is_set, COMMAND_TIMEOUT):
-            raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
+            if not await wait_for(self._on_stopped, self._stopped.is_set, COMMAND_TIMEOUT):
+                raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
         if self._app is not None:
             self._app.close()
 
-    def _cancel(self) -> None:
-        """On the loop thread: wake the accept loop, which then ends the connections."""
-        self._core.stopping = True
-        if self._listener is not None:
-            anyio.notify_closing(self._listener)
+    def _begin_stop(self) -> bool:
+        """In the caller's thread: stop accepting and close the listener. True while connections
+        are still open (the loop thread must end them); False when the server has stopped."""
+        core = self._core
+        assert self._loop is not None
+        with core.lock:
+            core.stopping = True
+            listener = self._listener
+            if listener is not None:
+                self._loop.acceptor.remove(listener)
+                listener.close()
+            if self._tasks:
+                return True
+        self._finish_stop()
+        return False
+
+    def _end_connections(self) -> None:
+        """On the loop thread: cancel every connection's task (each records ``server_shutdown``)."""
+        with self._core.lock:
+            cancels = list(self._cancels.values())
+        for cancel in cancels:
+            cancel()
+
+    def _finish_stop(self) -> None:
+        with self._core.lock:
+            waiters = list(self._stop_waiters)
+        self._stopped.set()
+        for notify in waiters:
+            notify()
 
     # -- responses ------------------------------------------------------------------------
 
