@@ -29,6 +29,7 @@ import h11
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
 from ._ledger import UNREAD_LIMIT, ConnectionState, EndedBy, Outcome, Request
+from ._quick_parse import QuickRequest, quick_parse
 from ._responses import Rendered, Response, handler_error_response, render
 from ._tls_wire import serve_handshake
 from ._wire import Wire, WireWoken
@@ -47,7 +48,13 @@ class ConnectionLoop:
         self.core = core
         self.state = state
         self.wire = wire
-        self.h11 = self._new_parser()
+        #: The h11 parser of the request being read, when it is not a plain one (see
+        #: ``_quick_parse.py``); None between requests.
+        self.h11: h11.Connection | None = None
+        #: Bytes received and not yet parsed: what came after the last request (pipelined).
+        self.pending = b""
+        #: Whether the client's EOF came with ``pending``.
+        self.pending_eof = False
         #: When the connection last became idle (its last response's final send), loop time.
         self.idle_since = 0.0
 
@@ -116,7 +123,7 @@ class ConnectionLoop:
             self._settle(request, Outcome("fault", fault=handle.fault.label))
             # What the client sent that the server never used: bytes h11 holds past the request
             # (a pipelined next request), then what waits in the socket.
-            unread = self.h11.trailing_data[0]
+            unread = self._leftover()
             if kind == "reset":
                 unread += self.wire.peek()
                 self.wire.reset()
@@ -179,11 +186,12 @@ class ConnectionLoop:
         unanswered; bytes that are not a request (or not a whole one) go to ``unread``.
         """
         parser: h11.Connection | None = self.h11
-        if self.h11.their_state is h11.DONE:
-            # The current request was read whole (a half_close after it): a new one may follow.
-            leftover = self.h11.trailing_data[0]
+        if self.h11 is None or self.h11.their_state is h11.DONE:
+            # At a request boundary, or the current request was read whole (a half_close after
+            # it): a new one may follow.
             parser = self._new_parser()
-            data = leftover + data
+            data = self._leftover() + data
+            self.pending = b""
         elif self.h11.their_state is not h11.IDLE:
             parser = None  # in the middle of a request body: no request boundary to parse from
         while data:
@@ -270,7 +278,7 @@ class ConnectionLoop:
         with self.core.lock:
             self.wire.half_close()
             self._end_locked(EndedBy.SERVER_CLOSE)
-        parser: h11.Connection | None = self.h11
+        parser: h11.Connection | None = self._new_parser()
         while True:
             data = await self.wire.receive()
             if not data:
@@ -343,6 +351,32 @@ class ConnectionLoop:
 
     async def _read_request(self) -> Request | None:
         """Read one whole request and record it; None when the connection ended instead."""
+        if self.h11 is None:
+            data = self.pending
+            self.pending = b""
+            if not data:
+                if self.pending_eof:
+                    self._end(EndedBy.CLIENT_FIN)
+                    return None
+                if not await self._await_request():
+                    return None
+                data = await self.wire.receive()
+                if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
+                    await self._read_after_half_close(data)
+                    return None
+                if not data:
+                    self._end(EndedBy.CLIENT_FIN)
+                    return None
+                with self.core.lock:
+                    self.state.phase = "busy"
+            quick = quick_parse(data)
+            if quick is not None:
+                return await self._record_quick(quick)
+            # Anything unusual, or not all there yet: h11 reads it.
+            self.h11 = self._new_parser()
+            self.h11.receive_data(data)
+            if self.pending_eof:
+                self.h11.receive_data(b"")
         conn = self.h11
         method = target = ""
         headers: tuple[tuple[str, str], ...] = ()
@@ -381,11 +415,7 @@ class ConnectionLoop:
                 target = event.target.decode("ascii", "replace")
                 headers = _headers(event)
                 version = event.http_version.decode("ascii", "replace")
-                problem = _head_problem(event, headers, version, self.core.options.max_header_size)
-                declared = next((v for n, v in headers if n.lower() == "content-length"), None)
-                if problem is None and limit is not None and declared is not None and int(declared) > limit:
-                    # Refused before the body is read: the client learns at once, nothing is buffered.
-                    problem = 413, f"body over {limit} bytes (Content-Length: {declared})"
+                problem = self._head_problem(method, target, headers, version)
                 if problem is not None:
                     await self._reject(problem[0], problem[1], method, target, headers)
                     return None
@@ -408,10 +438,38 @@ class ConnectionLoop:
                 self._end(EndedBy.CLIENT_FIN)
                 return None
 
+    async def _record_quick(self, quick: QuickRequest) -> Request | None:
+        """Check and record a request that ``quick_parse`` read whole (what h11's path does)."""
+        problem = self._head_problem(quick.method, quick.target, quick.headers, quick.version)
+        if problem is not None:
+            await self._reject(problem[0], problem[1], quick.method, quick.target, quick.headers)
+            return None
+        self.pending = quick.rest
+        with self.core.lock:
+            return self.core.ledger.add_request(
+                self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
+            )
+
+    def _head_problem(
+        self, method: str, target: str, headers: tuple[tuple[str, str], ...], version: str
+    ) -> tuple[int, str] | None:
+        """What makes a parsed request head unacceptable beyond h11's grammar, as (status, reason)."""
+        limit = self.core.options.max_body_size
+        problem = _unacceptable_head(method, target, headers, version, self.core.options.max_header_size)
+        declared = next((v for n, v in headers if n.lower() == "content-length"), None)
+        if problem is None and limit is not None and declared is not None and int(declared) > limit:
+            # Refused before the body is read: the client learns at once, nothing is buffered.
+            problem = 413, f"body over {limit} bytes (Content-Length: {declared})"
+        return problem
+
+    def _leftover(self) -> bytes:
+        """What the client sent past the current request (unparsed yet)."""
+        return self.pending if self.h11 is None else self.h11.trailing_data[0]
+
     def _record_cut_short(self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
         """The client reset the connection mid-request: record what arrived, rejected unanswered."""
         with self.core.lock:
-            self.state.unread += self.h11.trailing_data[0]
+            self.state.unread += self._leftover()
             self.core.ledger.add_request(
                 self.state, method, target, headers, body, now(),
                 outcome=Outcome("rejected", detail="the client reset the connection mid-request"),
@@ -486,7 +544,7 @@ class ConnectionLoop:
             self._settle(request, Outcome("responded", status=status))
             # Idle means waiting for a request: not so when the next one is already buffered
             # (pipelined); it stays busy, so the *_idle() commands leave it alone.
-            if keep_alive and not self.h11.trailing_data[0]:
+            if keep_alive and not self._leftover():
                 self.state.phase = "idle"
         self.idle_since = anyio.current_time()
 
@@ -542,17 +600,15 @@ class ConnectionLoop:
         if not keep_alive:
             with self.core.lock:
                 # What the client sent after its last request (h11 holds it) is never served.
-                self.state.unread += self.h11.trailing_data[0] + self.wire.fin_close()
+                self.state.unread += self._leftover() + self.wire.fin_close()
                 self._end_locked(EndedBy.SERVER_CLOSE)
             return False
-        # A fresh parser per request (h11 only parses here; responses are rendered by us), fed
-        # with what the client already pipelined.
-        leftover, closed = self.h11.trailing_data
-        self.h11 = self._new_parser()
-        if leftover:
-            self.h11.receive_data(leftover)
-        if closed:
-            self.h11.receive_data(b"")
+        # The next request starts from what the client already pipelined (a fresh h11 parser
+        # per request when one is needed: h11 only parses here; responses are rendered by us).
+        if self.h11 is not None:
+            self.pending, closed = self.h11.trailing_data
+            self.pending_eof = self.pending_eof or closed
+            self.h11 = None
         return True
 
     def _new_parser(self) -> h11.Connection:
@@ -563,14 +619,14 @@ class _ConnectionOver(Exception):
     """Raised where a fault ended the connection deep in a step; the loop ends quietly."""
 
 
-def _head_problem(
-    event: h11.Request, headers: tuple[tuple[str, str], ...], version: str, limit: int
+def _unacceptable_head(
+    method: str, target: str, headers: tuple[tuple[str, str], ...], version: str, limit: int
 ) -> tuple[int, str] | None:
     """What makes a parsed request head unacceptable beyond h11's own checks, as (status, reason)."""
     if version not in ("1.0", "1.1"):
         # RFC 9110 section 15.6.6: 505 for a major version the server does not support.
         return 505, f"HTTP/{version} is not supported"
-    size = len(event.method) + len(event.target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers)
+    size = len(method) + len(target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers)
     if size > limit:
         # h11 bounds only a head that arrives in pieces; one that arrives whole is checked here.
         return 431, f"request head over {limit} bytes"

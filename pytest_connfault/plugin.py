@@ -171,14 +171,18 @@ def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Faul
 # -- fixtures -----------------------------------------------------------------------------
 
 
+# The fixtures below take ``request`` only where they need it: pytest builds a fixture definition
+# for every ``request`` argument of every fixture, every test (a good part of a fresh server's cost).
+
+
 @pytest.fixture
-def connfault_backend(request: pytest.FixtureRequest) -> str:
+def connfault_backend(pytestconfig: pytest.Config) -> str:
     """The backend new servers run on.
 
     Scope: function. Type: ``str``. Default: ``--connfault-backend``, else the
     ``connfault_backend`` ini key, else ``"asyncio"``. Override it to pin a backend.
     """
-    return _backend(request.config)
+    return _backend(pytestconfig)
 
 
 ServerFactory = Callable[..., FaultServer]
@@ -211,37 +215,61 @@ def connfault_server_factory(
     If a server failed internally, teardown fails the test with the traceback.
     """
     servers: list[FaultServer] = []
-    request.node.stash.setdefault(_servers_key, [])
 
     def make(**options: Any) -> FaultServer:
         options.setdefault("backend", connfault_backend)
-        if options.get("tls") is True:
-            options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
-        server = FaultServer(**options).start()
+        server = _start_server(request, options)
         servers.append(server)
-        request.node.stash[_servers_key].append(server)
         return server
 
     yield make
     _stop_all(servers, "server")
 
 
+def _start_server(request: pytest.FixtureRequest, options: dict[str, Any]) -> FaultServer:
+    """Start a server for the test; it joins the test's ledger report."""
+    if options.get("tls") is True:
+        options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
+    server = FaultServer(**options).start()
+    request.node.stash.setdefault(_servers_key, []).append(server)
+    return server
+
+
+def _arm_marked(request: pytest.FixtureRequest, server: FaultServer, param: tuple[Fault, ...] | None) -> None:
+    """Arm the test's ``@pytest.mark.connfault`` faults (or this parametrized case's) and its chaos."""
+    node = request.node
+    nothing_marked = param is None and node.get_closest_marker("connfault") is None
+    if nothing_marked and request.config.getoption("connfault_chaos", None) is None:
+        return  # the common case: nothing to arm
+    for fault in _faults_for(node, param):
+        server.inject(fault)
+    _arm_chaos(request, server)
+
+
+def _marked_server(
+    request: pytest.FixtureRequest, options: dict[str, Any], param: tuple[Fault, ...] | None
+) -> Iterator[FaultServer]:
+    server = _start_server(request, options)
+    try:
+        _arm_marked(request, server, param)
+        yield server
+    finally:
+        _stop_all([server], "server")
+
+
 @pytest.fixture
 def connfault_server(
     request: pytest.FixtureRequest,
-    connfault_server_factory: ServerFactory,
+    connfault_backend: str,
     _connfault_param: tuple[Fault, ...] | None,
-) -> FaultServer:
+) -> Iterator[FaultServer]:
     """A running HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, fresh for each test.
 
     Scope: function. Type: :class:`FaultServer`. Default: keep-alive, answers ``200 ok``;
-    the test's ``@pytest.mark.connfault`` faults are armed, in the order written.
+    the test's ``@pytest.mark.connfault`` faults are armed, in the order written. Teardown stops
+    it (failing the test if the server failed internally).
     """
-    server = connfault_server_factory()
-    for fault in _faults_for(request.node, _connfault_param):
-        server.inject(fault)
-    _arm_chaos(request, server)
-    return server
+    yield from _marked_server(request, {"backend": connfault_backend}, _connfault_param)
 
 
 @pytest.fixture(scope="session")
@@ -298,9 +326,9 @@ def connfault_ca_bundle(connfault_ca: trustme.CA) -> Iterator[str]:
 @pytest.fixture
 def connfault_tls_server(
     request: pytest.FixtureRequest,
-    connfault_server_factory: ServerFactory,
+    connfault_backend: str,
     _connfault_param: tuple[Fault, ...] | None,
-) -> FaultServer:
+) -> Iterator[FaultServer]:
     """``connfault_server`` over TLS: HTTPS on ``127.0.0.1``, certificate from ``connfault_ca``.
 
     Scope: function. Type: :class:`FaultServer` (``scheme == "https"``). Default: as
@@ -308,11 +336,7 @@ def connfault_tls_server(
     ``@pytest.mark.connfault`` faults are armed, ``at="handshake"`` ones included. Clients trust
     it through ``connfault_client_ssl_context`` or ``connfault_ca_bundle``.
     """
-    server = connfault_server_factory(tls=True)
-    for fault in _faults_for(request.node, _connfault_param):
-        server.inject(fault)
-    _arm_chaos(request, server)
-    return server
+    yield from _marked_server(request, {"backend": connfault_backend, "tls": True}, _connfault_param)
 
 
 # -- the proxy and chaos -------------------------------------------------------------------
@@ -394,9 +418,7 @@ def connfault_proxy(
     if upstream is None:
         upstream = request.getfixturevalue("connfault_upstream")
     proxy = connfault_proxy_factory(upstream, **options)
-    for fault in _faults_for(request.node, _connfault_param):
-        proxy.inject(fault)
-    _arm_chaos(request, proxy)
+    _arm_marked(request, proxy, _connfault_param)
     yield proxy
     # Stopped here (closing its upstream connections), before the upstream fixture's teardown,
     # which may wait for them: the upstream was set up after the factory, so it ends before it.
