@@ -340,7 +340,7 @@ class ConnectionLoop:
         if idle:
             last = self.state.requests[-1]
             for threshold in sorted({h.fault.seconds or 0.0 for h in idle}):
-                with anyio.move_on_after(threshold - (anyio.current_time() - self.idle_since)):
+                with anyio.move_on_after(threshold - (self.core.clock() - self.idle_since)):
                     await self.wire.wait_readable()
                     return None  # the client spoke first
                 handle = self._take("idle", last, idle_for=threshold)
@@ -546,7 +546,7 @@ class ConnectionLoop:
             # (pipelined); it stays busy, so the *_idle() commands leave it alone.
             if keep_alive and not self._leftover():
                 self.state.phase = "idle"
-        self.idle_since = anyio.current_time()
+        self.idle_since = self.core.clock()
 
     async def _drip(self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool) -> None:
         fault = handle.fault
@@ -564,7 +564,7 @@ class ConnectionLoop:
         """The response for ``request``: canned, from the handler (awaited if it is async), or default."""
         try:
             response = self.core.routes.resolve(request)
-            if inspect.isawaitable(response):
+            if not isinstance(response, Response) and inspect.isawaitable(response):
                 response = await response
             if not isinstance(response, Response):
                 raise ConnfaultError(

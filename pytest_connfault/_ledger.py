@@ -226,7 +226,13 @@ class Ledger:
 
     def settle(self, conn: ConnectionState, request: Request, outcome: Outcome) -> Request:
         """Replace a request's record with one that carries its final outcome."""
-        return self.update(conn, request, outcome=outcome)
+        # Once per request: a shallow copy with one field changed, without dataclasses.replace's
+        # field-by-field re-validation (the record is frozen to its readers, not to the ledger).
+        settled = object.__new__(Request)
+        settled.__dict__.update(request.__dict__, outcome=outcome)
+        self.requests[request.index - 1] = settled
+        conn.requests[request.index_on_connection - 1] = settled
+        return settled
 
     def update(self, conn: ConnectionState, request: Request, **changes: Any) -> Request:
         """Replace a request's record with a copy that has ``changes`` (the caller holds the lock)."""

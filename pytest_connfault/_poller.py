@@ -19,6 +19,9 @@ Resolve = Callable[["asyncio.Future[str]", str], None]
 _IN = getattr(select, "EPOLLIN", 0)
 _OUT = getattr(select, "EPOLLOUT", 0)
 _ERR = getattr(select, "EPOLLERR", 0) | getattr(select, "EPOLLHUP", 0)
+#: Registrations disarm when they fire and stay registered, so a wait costs one ``epoll_ctl``
+#: (re-arm) instead of two (register, unregister); the socket leaves the epoll when it closes.
+_ONESHOT = getattr(select, "EPOLLONESHOT", 0)
 
 
 class Poller:
@@ -38,17 +41,22 @@ class Poller:
         if entry is None:
             entry = self.waiters[fd] = [None, None]
             entry[0 if read else 1] = future
-            self.epoll.register(fd, _IN if read else _OUT)
+            self.epoll.register(fd, self._mask(entry))
         else:
             entry[0 if read else 1] = future
-            self.epoll.modify(fd, self._mask(entry))
+            try:
+                self.epoll.modify(fd, self._mask(entry))
+            except FileNotFoundError:  # a stale entry: its socket closed without forget()
+                self.epoll.register(fd, self._mask(entry))
 
     def cancel(self, fd: int, read: bool, future: asyncio.Future[str]) -> None:
-        """Forget a wait that ended otherwise (cancelled, woken); no-op if already resolved."""
+        """Forget a wait that ended otherwise (cancelled, woken); no-op if already resolved.
+
+        The registration may stay armed: if it fires, ``_dispatch`` finds no waiter and ignores it.
+        """
         entry = self.waiters.get(fd)
         if entry is not None and entry[0 if read else 1] is future:
             entry[0 if read else 1] = None
-            self._update(fd, entry)
 
     def forget(self, fd: int, outcome: str) -> None:
         """Before ``fd`` closes: unregister it and resolve its waiters with ``outcome``."""
@@ -65,18 +73,7 @@ class Poller:
 
     @staticmethod
     def _mask(entry: list[asyncio.Future[str] | None]) -> int:
-        return (_IN if entry[0] is not None else 0) | (_OUT if entry[1] is not None else 0)
-
-    def _update(self, fd: int, entry: list[asyncio.Future[str] | None]) -> None:
-        mask = self._mask(entry)
-        if mask:
-            self.epoll.modify(fd, mask)
-        else:
-            del self.waiters[fd]
-            try:
-                self.epoll.unregister(fd)
-            except OSError:
-                pass
+        return (_IN if entry[0] is not None else 0) | (_OUT if entry[1] is not None else 0) | _ONESHOT
 
     def _dispatch(self) -> None:
         for fd, events in self.epoll.poll(0):
@@ -89,7 +86,8 @@ class Poller:
             if entry[1] is not None and events & (_OUT | _ERR):
                 self.resolve(entry[1], "ready")
                 entry[1] = None
-            self._update(fd, entry)
+            if entry[0] is not None or entry[1] is not None:
+                self.epoll.modify(fd, self._mask(entry))  # the other direction still waits: re-arm
 
     def close(self) -> None:
         """Stop watching (the loop is ending)."""

@@ -69,11 +69,23 @@ class ServerCore:
         self.serving = 0
         #: Wires of connections waiting at a request boundary (see ``wake``).
         self.waiting: set[Wire] = set()
+        #: The loop's clock (``anyio.current_time`` without its dispatch, once per request).
+        self.clock: Callable[[], float] = _clock(options.backend)
 
     def wake(self) -> None:
         """On the loop thread: make connections waiting for a request look at the plan again."""
         for wire in list(self.waiting):
             wire.wake()
+
+
+def _clock(backend: str) -> Callable[[], float]:
+    if backend == "trio":
+        import trio
+
+        return trio.current_time
+    import time
+
+    return time.monotonic  # what asyncio's loop.time() reads
 
 
 class FaultServer:
