@@ -368,13 +368,16 @@ class FaultServer:
         core = self._core
         assert self._loop is not None
         with core.lock:
+            # From here on the loop accepts nothing (it checks under the lock before each accept),
+            # so the listener can close outside it.
             core.stopping = True
-            listener = self._listener
-            if listener is not None:
-                self._loop.acceptor.remove(listener)
-                listener.close()
-            if self._tasks:
-                return True
+            busy = self._tasks > 0
+        listener = self._listener
+        if listener is not None:
+            self._loop.acceptor.remove(listener)
+            listener.close()
+        if busy:
+            return True
         self._finish_stop()
         return False
 
