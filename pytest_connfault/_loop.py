@@ -73,6 +73,7 @@ class LoopThread:
         self._schedule: Callable[[Callable[[], None]], object] | None = None
         self._task_group: Any = None
         self._asyncio_loop: Any = None
+        self._trio_nursery: Any = None
         #: Tasks started with ``start_task`` on asyncio (kept referenced until done).
         self._asyncio_tasks: set[Any] = set()
         #: The servers' listeners (see ``_acceptor.py``), made with the loop.
@@ -132,17 +133,25 @@ class LoopThread:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
                 if self.backend == "trio":
-                    tg.start_soon(acceptor.watch_trio)
+                    import trio
+
+                    # Connection tasks go straight into a trio nursery (cheaper than anyio's).
+                    async with trio.open_nursery() as nursery:
+                        self._trio_nursery = nursery
+                        nursery.start_soon(acceptor.watch_trio)
+                        self._ready.set()
+                        await stop.wait()
+                        nursery.cancel_scope.cancel()
                 else:
                     import asyncio
 
                     self._asyncio_loop = asyncio.get_running_loop()
                     acceptor.watch_asyncio(self._asyncio_loop)
-                self._ready.set()
-                await stop.wait()
+                    self._ready.set()
+                    await stop.wait()
+                    for task in list(self._asyncio_tasks):  # none once every server has stopped
+                        task.cancel()
                 tg.cancel_scope.cancel()
-                for task in list(self._asyncio_tasks):  # none once every server has stopped
-                    task.cancel()
         finally:
             acceptor.close(self._asyncio_loop)
             if self._asyncio_loop is not None:
@@ -171,15 +180,16 @@ class LoopThread:
     def start_task(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """On the loop thread: start ``async_fn(*args)`` as a task now.
 
-        On asyncio a bare ``create_task`` (a connection's task costs a good part of a request
-        through anyio's task group); the task must handle its own exceptions.
+        A bare ``create_task`` on asyncio, a trio nursery's ``start_soon`` on trio (through anyio's
+        task group a connection's task costs a good part of a request); the task must handle its
+        own exceptions.
         """
         if self._asyncio_loop is not None:
             task = self._asyncio_loop.create_task(async_fn(*args))
             self._asyncio_tasks.add(task)
             task.add_done_callback(self._asyncio_tasks.discard)
         else:
-            self._task_group.start_soon(async_fn, *args)
+            self._trio_nursery.start_soon(async_fn, *args)
 
     def call(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         """Run the plain function ``fn(*args)`` on the loop thread and return its result.
