@@ -226,10 +226,9 @@ class Ledger:
 
     def settle(self, conn: ConnectionState, request: Request, outcome: Outcome) -> Request:
         """Replace a request's record with one that carries its final outcome."""
-        # Once per request: a shallow copy with one field changed, without dataclasses.replace's
-        # field-by-field re-validation (the record is frozen to its readers, not to the ledger).
-        settled = object.__new__(Request)
-        settled.__dict__.update(request.__dict__, outcome=outcome)
+        # Once per request: cheaper than dataclasses.replace, and built by __init__ so that the
+        # record keeps a key-sharing __dict__ (a copied one costs ~65 bytes more per request).
+        settled = Request(**{**request.__dict__, "outcome": outcome})
         self.requests[request.index - 1] = settled
         conn.requests[request.index_on_connection - 1] = settled
         return settled

@@ -1,8 +1,9 @@
 """The event-loop threads that servers run on, and calls into them from other threads or loops.
 
 One daemon thread per backend ("asyncio", "trio") runs an anyio event loop for the whole process;
-servers are tasks on it. Starting a server is then a socket plus a callback (no thread start, no
-loop start), which is what keeps a fresh server per test cheap. Work enters the loop through the
+servers' connections are tasks on it. Starting a server is then a socket registered with the loop's
+acceptor (``_acceptor.py``) from the caller's thread: no thread start, no loop start, not even a
+wake-up of the loop, which is what keeps a fresh server per test cheap. Work enters the loop through the
 backend's own thread-safe entry point (``call_soon_threadsafe`` / ``TrioToken.run_sync_soon``).
 """
 

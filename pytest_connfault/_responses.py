@@ -1,6 +1,6 @@
 """What the server answers: canned responses per path, a handler for anything else, a default.
 
-h11 parses requests; responses are rendered to bytes here, so that the server controls every byte
+Requests are parsed with h11's grammar (``_quick_parse.py``, else h11); responses are rendered to bytes here, so that the server controls every byte
 on the wire: faults cut them at exact offsets, and a test may send a deliberately inconsistent
 response (a ``Content-Length`` larger than the body, say) that a strict writer would refuse.
 Keep-alive follows RFC 9112 section 9.3: the connection persists unless the request or the
