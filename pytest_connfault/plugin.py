@@ -150,13 +150,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if any(len(faults) > 1 for faults in choices):
         combos = list(itertools.product(*choices))
         ids = ["-".join(f.kind for f, options in zip(combo, choices) if len(options) > 1) for combo in combos]
-        metafunc.parametrize(_PARAM, combos, ids=ids, indirect=True)
+        # The server fixtures take their case's faults as their own (indirect) parameter; the
+        # proxy's parameter is its upstream, so it reads them from a fixture of their own.
+        targets = [name for name in _MARKED_SERVERS if name in metafunc.fixturenames]
+        if "connfault_proxy" in metafunc.fixturenames:
+            targets.append(_PARAM)
+        metafunc.parametrize(targets, [(combo,) * len(targets) for combo in combos], ids=ids, indirect=True)
+
+
+#: The fixtures whose indirect parameter is the marker's parametrized case (a tuple of faults).
+_MARKED_SERVERS = ("connfault_server", "connfault_tls_server")
 
 
 @pytest.fixture
 def _connfault_param(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
-    """The faults of this parametrized case (internal; set by the marker's list form)."""
+    """The faults of this parametrized case, for ``connfault_proxy`` (internal; the marker's list form)."""
     return getattr(request, "param", None)
+
+
+def _case_faults(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
+    """The parametrized case's faults, given to a server fixture as its indirect parameter."""
+    param = getattr(request, "param", None)
+    return param if isinstance(param, tuple) else None
 
 
 def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Fault]:
@@ -258,18 +273,14 @@ def _marked_server(
 
 
 @pytest.fixture
-def connfault_server(
-    request: pytest.FixtureRequest,
-    connfault_backend: str,
-    _connfault_param: tuple[Fault, ...] | None,
-) -> Iterator[FaultServer]:
+def connfault_server(request: pytest.FixtureRequest, connfault_backend: str) -> Iterator[FaultServer]:
     """A running HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, fresh for each test.
 
     Scope: function. Type: :class:`FaultServer`. Default: keep-alive, answers ``200 ok``;
     the test's ``@pytest.mark.connfault`` faults are armed, in the order written. Teardown stops
     it (failing the test if the server failed internally).
     """
-    yield from _marked_server(request, {"backend": connfault_backend}, _connfault_param)
+    yield from _marked_server(request, {"backend": connfault_backend}, _case_faults(request))
 
 
 @pytest.fixture(scope="session")
@@ -324,11 +335,7 @@ def connfault_ca_bundle(connfault_ca: trustme.CA) -> Iterator[str]:
 
 
 @pytest.fixture
-def connfault_tls_server(
-    request: pytest.FixtureRequest,
-    connfault_backend: str,
-    _connfault_param: tuple[Fault, ...] | None,
-) -> Iterator[FaultServer]:
+def connfault_tls_server(request: pytest.FixtureRequest, connfault_backend: str) -> Iterator[FaultServer]:
     """``connfault_server`` over TLS: HTTPS on ``127.0.0.1``, certificate from ``connfault_ca``.
 
     Scope: function. Type: :class:`FaultServer` (``scheme == "https"``). Default: as
@@ -336,7 +343,7 @@ def connfault_tls_server(
     ``@pytest.mark.connfault`` faults are armed, ``at="handshake"`` ones included. Clients trust
     it through ``connfault_client_ssl_context`` or ``connfault_ca_bundle``.
     """
-    yield from _marked_server(request, {"backend": connfault_backend, "tls": True}, _connfault_param)
+    yield from _marked_server(request, {"backend": connfault_backend, "tls": True}, _case_faults(request))
 
 
 # -- the proxy and chaos -------------------------------------------------------------------

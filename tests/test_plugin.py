@@ -40,6 +40,24 @@ def test_marker_list_parametrizes_with_readable_ids(pytester: pytest.Pytester) -
     result.assert_outcomes(passed=2)
 
 
+def test_marker_list_arms_each_case_on_every_server_fixture_the_test_uses(pytester: pytest.Pytester) -> None:
+    """With connfault_server and connfault_tls_server both, each parametrized case arms its fault on both."""
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.connfault(["reset", "close"], at="after_response")
+        def test_both(connfault_server, connfault_tls_server, request):
+            kinds = [[h.fault.kind for h in s.faults] for s in (connfault_server, connfault_tls_server)]
+            expected = request.node.callspec.id
+            assert kinds == [[expected], [expected]], kinds
+        """
+    )
+    result = pytester.runpytest("-v", "-p", "no:randomly")
+    result.stdout.fnmatch_lines(["*test_both[[]reset[]] PASSED*", "*test_both[[]close[]] PASSED*"])
+    result.assert_outcomes(passed=2)
+
+
 def test_stacked_markers_are_armed_in_the_order_written(pytester: pytest.Pytester) -> None:
     """Markers stack, module and class markers included, armed top to bottom, outermost first."""
     pytester.makepyfile(
