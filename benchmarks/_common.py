@@ -29,8 +29,11 @@ class Config:
     #: Duration of one throughput or scaling sample, in seconds.
     seconds: float = 3.0
     #: Generated tests per pytest run (fresh pytest-httpserver runs use ``fresh_tests``).
-    tests: int = 250
-    fresh_tests: int = 20
+    tests: int = 500
+    fresh_tests: int = 30
+    #: Rounds of the per-test comparison: each sample is a whole pytest run, whose start-up varies
+    #: by a few hundred milliseconds on a shared machine, so it takes more rounds than the others.
+    pertest_rounds: int = 5
     #: Requests on one connection for the memory measurement.
     memory_requests: int = 100_000
     backends: tuple[str, ...] = ("asyncio", "trio")
@@ -41,12 +44,15 @@ class Config:
     @classmethod
     def make(cls, quick: bool, **overrides: Any) -> Config:
         if quick:
-            base = cls(quick=True, rounds=1, seconds=0.3, tests=30, fresh_tests=2, memory_requests=5_000)
+            base = cls(quick=True, rounds=1, seconds=0.3, tests=30, fresh_tests=2, memory_requests=5_000,
+                       pertest_rounds=1)
         else:
             base = cls()
         for key, value in overrides.items():
             if value is not None:
                 setattr(base, key, value)
+        if overrides.get("rounds") is not None:  # --rounds N asks for N rounds everywhere
+            base.pertest_rounds = overrides["rounds"]
         return base
 
     def log(self, text: str) -> None:

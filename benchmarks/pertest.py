@@ -1,10 +1,12 @@
 """(2) Per-test cost through pytest: generated test files, one ``http.client`` GET per test.
 
 Each sample is one ``pytest`` subprocess on one generated file in a temporary directory (its own
-``pytest.ini``, so the project's settings do not apply; every installed plugin autoloads alike).
-The cost of a variant per test is ``(wall - wall of as many empty tests) / tests``. A fresh
-pytest-httpserver costs about half a second per test, so it runs ``fresh_tests`` tests, against
-its own empty baseline of the same size.
+``pytest.ini``, so the project's settings do not apply; plugin autoload off, pytest-connfault and
+pytest-httpserver loaded in every variant). The cost of a variant per test is
+``(wall - wall of as many empty tests) / tests``. A fresh pytest-httpserver costs up to half a
+second per test, so it runs ``fresh_tests`` tests, against its own empty baseline of the same size.
+A whole pytest run's start-up varies by a few hundred milliseconds on a shared machine, so this
+comparison takes ``pertest_rounds`` rounds (5; ``--rounds`` overrides) of 500 tests.
 
 Bars: a fresh ``connfault_server`` costs at most what the shared session ``httpserver`` costs
 (ratio <= 1.0), and at least 100x less than a fresh pytest-httpserver ``HTTPServer``.
@@ -127,7 +129,8 @@ def run(config: Config) -> Section:
         directory = Path(name)
         files = write_suite(directory, config.tests, config.fresh_tests)
         run_pytest(directory, *files["empty-small"])  # warm the bytecode caches once
-        times = interleaved(config, list(files), lambda v: run_pytest(directory, *files[v]))
+        times = interleaved(config, list(files), lambda v: run_pytest(directory, *files[v]),
+                            rounds=config.pertest_rounds)
     walls = {v: [t[0] for t in samples] for v, samples in times.items()}
     cpus = {v: [t[1] for t in samples] for v, samples in times.items()}
     empty = median(walls["empty"])

@@ -228,9 +228,14 @@ def test_a_content_length_of_twenty_digits_is_the_longest_taken() -> None:
     assert quick is not None, "a 20-digit Content-Length sent the request to h11"
     assert quick.body == b""
     assert assert_agrees_with_h11(twenty_one) is None, "a 21-digit Content-Length took the fast path"
-    assert read_with_h11(twenty_one).error is not None, (
-        "h11 now takes 21-digit Content-Lengths: update the test"
-    )
+    if _h11_version() >= (0, 16):  # the limit came with h11 0.16; older ones take any length
+        assert read_with_h11(twenty_one).error is not None, (
+            "h11 now takes 21-digit Content-Lengths: update the test"
+        )
+
+
+def _h11_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in h11.__version__.split(".")[:2])
 
 
 # -- what is left to h11 ------------------------------------------------------------------------
