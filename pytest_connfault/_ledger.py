@@ -167,7 +167,10 @@ class ConnectionState:
     tls_error: str | None = None
 
     def snapshot(self) -> Connection:
-        return Connection(
+        # Filled in directly rather than through the frozen dataclass's __init__ (a setattr per
+        # field): the commands take one snapshot per dropped connection, hundreds at a time.
+        record = object.__new__(Connection)
+        record.__dict__.update(
             id=self.id,
             client_port=self.client_port,
             opened_at=self.opened_at,
@@ -179,6 +182,7 @@ class ConnectionState:
             tls=self.tls,
             tls_error=self.tls_error,
         )
+        return record
 
 
 @dataclass

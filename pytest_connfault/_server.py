@@ -458,7 +458,9 @@ class FaultServer:
         """On the loop thread: drop every idle keep-alive connection, under the lock."""
         core = self._core
         dropped = []
+        detail = f"server.{kind}_idle()"
         with core.lock:
+            fired_at = now()  # one instant for the whole command
             for state in list(core.live.values()):
                 if state.phase != "idle":
                     continue
@@ -471,7 +473,7 @@ class FaultServer:
                     wire.half_close()
                 state.phase = "half_closed" if kind == "half_close" else "closed"
                 state.ended_by = EndedBy.SERVER_FAULT
-                firing = FaultFiring(kind, "idle", state.id, None, now(), f"server.{kind}_idle()", True)
+                firing = FaultFiring(kind, "idle", state.id, None, fired_at, detail, True)
                 state.faults.append(firing)
                 dropped.append(state.snapshot())
         return dropped
