@@ -73,9 +73,14 @@ def test_raw_client_reads_exactly_one_response() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("client", ["http.client", "httpx"])
 def test_keepalive_requests_share_one_connection_per_ledger(backend: str, client: str) -> None:
-    result = throughput.keepalive(f"connfault-{backend}", client, conns=1, seconds=0.1)
-    assert result["requests"] > 10
-    assert result["connections"] == 1, "every request of the loop must reuse one keep-alive connection"
+    """The throughput loop's requests all ride one keep-alive connection (per the server's ledger)."""
+    result = throughput.keepalive(f"connfault-{backend}", client, conns=1, seconds=0.2)
+    # A handful is enough to show reuse; how many fit in 0.2 s depends on the machine's load.
+    assert result["requests"] >= 3, f"the loop made only {result['requests']} requests in 0.2 s"
+    assert result["connections"] == 1, (
+        f"{result['requests']} requests used {result['connections']} connections: every request of "
+        "the loop must reuse one keep-alive connection"
+    )
 
 
 @pytest.mark.parametrize("client", ["http.client", "httpx"])
