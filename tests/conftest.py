@@ -19,6 +19,15 @@ from pytest_connfault._loop import loop_sockets, loop_threads
 
 # In-process pytester runs drop the modules first imported inside them; httpx imports httpcore
 # lazily and caches its exception map, so httpcore must be imported before the first such run.
+
+# On Python 3.9 the importlib_metadata backport (a dependency of some clients there) removes the
+# standard library's distribution finder when first imported and puts its own on sys.meta_path.
+# First imported inside an in-process pytester run, its finder is dropped when the run restores
+# sys.meta_path, and from then on no distribution (so no entry-point plugin) is found at all.
+try:
+    import importlib_metadata  # noqa: F401
+except ImportError:
+    pass
 pytest_plugins = ["pytester"]
 
 
