@@ -128,10 +128,16 @@ def test_handshake_fault_fails_the_request_and_the_next_one_connects(
 
 
 #: What a client that does not trust the CA raises (its default trust store only).
+def _urllib3_default_trust(url: str) -> Any:
+    """A GET through a PoolManager with urllib3's default trust (``urllib3.request`` is 2.x only)."""
+    with urllib3.PoolManager() as pool:
+        return pool.request("GET", url, retries=False)
+
+
 UNTRUSTED: dict[str, tuple[Callable[[str], Any], type[BaseException]]] = {
     "httpx": (lambda url: httpx.get(url), httpx.ConnectError),
     "requests": (lambda url: requests.get(url, timeout=5), requests.exceptions.SSLError),
-    "urllib3": (lambda url: urllib3.request("GET", url, retries=False), urllib3.exceptions.SSLError),
+    "urllib3": (_urllib3_default_trust, urllib3.exceptions.SSLError),
     "aiohttp": (lambda url: asyncio.run(_aiohttp_default_trust(url)), aiohttp.ClientConnectorCertificateError),
 }
 

@@ -28,6 +28,8 @@ from pytest_connfault import FaultServer, Response
 
 BODY = b"0123456789" * 10
 CUT = 40
+#: urllib3 1.26 (the oldest supported) and 2.x differ on short Content-Length bodies by default.
+URLLIB3_1 = urllib3.__version__.startswith("1.")
 
 
 def via_httpx(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
@@ -129,6 +131,11 @@ def test_framed_body_cut_abruptly_is_an_error(
 ) -> None:
     """A Content-Length or chunked body cut by a bare FIN is reported as incomplete by every client."""
     chunked = framing == "chunked"
+    if request.node.callspec.params["fetch"] == "requests" and not chunked and URLLIB3_1:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "urllib3 1.x, under requests, does not enforce Content-Length by default "
+            "(enforce_content_length=False): the cut body comes back as if whole"
+        )))
     connfault_tls_server.respond("/", body=[BODY[:50], BODY[50:]] if chunked else BODY, chunked=chunked)
     connfault_tls_server.inject("truncate", body_bytes=CUT, close_notify=False)
     with pytest.raises(INCOMPLETE[request.node.callspec.params["fetch"]]):
