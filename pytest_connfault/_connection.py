@@ -35,7 +35,7 @@ from ._tls_wire import serve_handshake
 from ._wire import Wire, WireWoken
 
 if TYPE_CHECKING:
-    from ._server import ServerCore
+    from ._server import ServerCore, ServerOptions
 
 #: Faults after which the connection is over.
 _TERMINAL = frozenset({"reset", "close", "garbage", "empty", "truncate"})
@@ -391,31 +391,23 @@ class ConnectionLoop:
                 await self._reject(exc.error_status_hint, str(exc), method, target, headers)
                 return None
             if event is h11.NEED_DATA:
-                at_boundary = conn.their_state is h11.IDLE and not conn.trailing_data[0]
-                if at_boundary and not await self._await_request():
-                    return None
+                # The request has begun (h11 only takes over with its first bytes, above), so
+                # there is no request boundary to wait at here: read on.
                 try:
                     data = await self.wire.receive()
                 except ConnectionResetError:
-                    if not at_boundary:
-                        self._record_cut_short(method, target, headers, b"".join(body))
+                    self._record_cut_short(method, target, headers, b"".join(body))
                     raise
-                if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
+                if self.wire.write_shut:
                     await self._read_after_half_close(data)
                     return None
-                if at_boundary:
-                    if not data:
-                        self._end(EndedBy.CLIENT_FIN)
-                        return None
-                    with self.core.lock:
-                        self.state.phase = "busy"
                 conn.receive_data(data)
             elif isinstance(event, h11.Request):
                 method = event.method.decode("ascii", "replace")
                 target = event.target.decode("ascii", "replace")
                 headers = _headers(event)
                 version = event.http_version.decode("ascii", "replace")
-                problem = self._head_problem(method, target, headers, version)
+                problem = _unacceptable_head(method, target, headers, version, self.core.options)
                 if problem is not None:
                     await self._reject(problem[0], problem[1], method, target, headers)
                     return None
@@ -440,7 +432,7 @@ class ConnectionLoop:
 
     async def _record_quick(self, quick: QuickRequest) -> Request | None:
         """Check and record a request that ``quick_parse`` read whole (what h11's path does)."""
-        problem = self._head_problem(quick.method, quick.target, quick.headers, quick.version)
+        problem = _unacceptable_head(quick.method, quick.target, quick.headers, quick.version, self.core.options)
         if problem is not None:
             await self._reject(problem[0], problem[1], quick.method, quick.target, quick.headers)
             return None
@@ -449,18 +441,6 @@ class ConnectionLoop:
             return self.core.ledger.add_request(
                 self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
             )
-
-    def _head_problem(
-        self, method: str, target: str, headers: tuple[tuple[str, str], ...], version: str
-    ) -> tuple[int, str] | None:
-        """What makes a parsed request head unacceptable beyond h11's grammar, as (status, reason)."""
-        limit = self.core.options.max_body_size
-        problem = _unacceptable_head(method, target, headers, version, self.core.options.max_header_size)
-        declared = next((v for n, v in headers if n.lower() == "content-length"), None)
-        if problem is None and limit is not None and declared is not None and int(declared) > limit:
-            # Refused before the body is read: the client learns at once, nothing is buffered.
-            problem = 413, f"body over {limit} bytes (Content-Length: {declared})"
-        return problem
 
     def _leftover(self) -> bytes:
         """What the client sent past the current request (unparsed yet)."""
@@ -620,20 +600,25 @@ class _ConnectionOver(Exception):
 
 
 def _unacceptable_head(
-    method: str, target: str, headers: tuple[tuple[str, str], ...], version: str, limit: int
+    method: str, target: str, headers: tuple[tuple[str, str], ...], version: str, options: ServerOptions
 ) -> tuple[int, str] | None:
     """What makes a parsed request head unacceptable beyond h11's own checks, as (status, reason)."""
     if version not in ("1.0", "1.1"):
         # RFC 9110 section 15.6.6: 505 for a major version the server does not support.
         return 505, f"HTTP/{version} is not supported"
     size = len(method) + len(target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers)
-    if size > limit:
+    if size > options.max_header_size:
         # h11 bounds only a head that arrives in pieces; one that arrives whole is checked here.
-        return 431, f"request head over {limit} bytes"
+        return 431, f"request head over {options.max_header_size} bytes"
     names = {name.lower() for name, _ in headers}
     if "content-length" in names and "transfer-encoding" in names:
         # RFC 9112 section 6.1: a request with both is how requests are smuggled; refuse it.
         return 400, "both Content-Length and Transfer-Encoding"
+    limit = options.max_body_size
+    declared = next((v for n, v in headers if n.lower() == "content-length"), None)
+    if limit is not None and declared is not None and int(declared) > limit:
+        # Refused before the body is read: the client learns at once, nothing is buffered.
+        return 413, f"body over {limit} bytes (Content-Length: {declared})"
     return None
 
 

@@ -20,7 +20,7 @@ _IN = getattr(select, "EPOLLIN", 0)
 _OUT = getattr(select, "EPOLLOUT", 0)
 _ERR = getattr(select, "EPOLLERR", 0) | getattr(select, "EPOLLHUP", 0)
 #: Registrations disarm when they fire and stay registered, so a wait costs one ``epoll_ctl``
-#: (re-arm) instead of two (register, unregister); the socket leaves the epoll when it closes.
+#: (re-arm) instead of two (register, unregister); ``forget`` unregisters the socket as it closes.
 _ONESHOT = getattr(select, "EPOLLONESHOT", 0)
 
 

@@ -15,7 +15,7 @@ import re
 from typing import NamedTuple
 
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
-_REQUEST_LINE = re.compile(_TOKEN + rb" ([\x21-\x7e]+) HTTP/(1\.[01])")
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/(1\.[01])")
 #: A header line exactly as h11 reads it (``field-name ":" OWS field-value OWS``).
 _FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*")
 #: Headers whose presence sends the request to h11.
@@ -71,12 +71,11 @@ def quick_parse(data: bytes) -> QuickRequest | None:
     start = end + 4
     if len(data) - start < length:
         return None  # the body is still on its way
-    method = lines[0][: line.start(1) - 1].decode("ascii")
     return QuickRequest(
-        method=method,
-        target=line[1].decode("ascii"),
+        method=line[1].decode("ascii"),
+        target=line[2].decode("ascii"),
         headers=tuple(headers),
-        version=line[2].decode("ascii"),
+        version=line[3].decode("ascii"),
         body=data[start : start + length],
         rest=data[start + length :],
     )

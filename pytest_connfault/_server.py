@@ -219,8 +219,8 @@ class FaultServer:
         assert self._loop is not None
         while True:
             with core.lock:
-                # Under the lock, which stop() takes to close the listener: never accept on a
-                # closed (or reused) descriptor.
+                # stop() sets ``stopping`` under this lock before it closes the listener: checked
+                # here under it, an accept never meets a closed (or reused) descriptor.
                 if core.stopping:
                     return
                 try:

@@ -165,7 +165,7 @@ _MARKED_SERVERS = ("connfault_server", "connfault_tls_server")
 @pytest.fixture
 def _connfault_param(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
     """The faults of this parametrized case, for ``connfault_proxy`` (internal; the marker's list form)."""
-    return getattr(request, "param", None)
+    return _case_faults(request)
 
 
 def _case_faults(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:

@@ -215,37 +215,32 @@ def many_fds() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def statuses_of_simultaneous_clients(server: FaultServer, count: int) -> list[int]:
+    """Open ``count`` connections at once, then send a request on each; the statuses, in order."""
+    clients: list[RawClient] = []
+    try:
+        for _ in range(count):
+            clients.append(RawClient(server))
+        for client in clients:
+            client.send_request()
+        return [client.read_reply().status for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+
+
 @pytest.mark.usefixtures("many_fds")
 def test_no_connection_limit_serves_many_at_once(connfault_server_factory: ServerFactory) -> None:
     """max_connections=None: 600 connections open at once (over the default 512) are all served."""
     server = connfault_server_factory(max_connections=None)
-    clients = []
-    try:
-        for _ in range(600):
-            clients.append(RawClient(server))
-        for client in clients:
-            client.send_request()
-        statuses = {client.read_reply().status for client in clients}
-    finally:
-        for client in clients:
-            client.close()
-    assert statuses == {200}
+    assert set(statuses_of_simultaneous_clients(server, 600)) == {200}
 
 
 @pytest.mark.usefixtures("many_fds")
 def test_default_connection_limit_refuses_the_513th(connfault_server_factory: ServerFactory) -> None:
     """With the default limit, 512 connections open at once are served and the 513th gets 503."""
     server = connfault_server_factory()
-    clients = []
-    try:
-        for _ in range(513):
-            clients.append(RawClient(server))
-        for client in clients:
-            client.send_request()
-        statuses = [client.read_reply().status for client in clients]
-    finally:
-        for client in clients:
-            client.close()
+    statuses = statuses_of_simultaneous_clients(server, 513)
     assert statuses.count(200) == 512
     assert statuses.count(503) == 1
 

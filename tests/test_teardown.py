@@ -28,6 +28,16 @@ CONFTEST = Path(__file__).with_name("conftest.py")
 STOP_BOUND = 1.0
 
 
+def stop_within_bound(server: FaultServer, blocked: threading.Thread, who: str) -> None:
+    """``server.stop()`` returns within STOP_BOUND, and the thread blocked on it is woken as soon."""
+    started = time.monotonic()
+    server.stop()
+    took = time.monotonic() - started
+    assert took < STOP_BOUND, f"stop() took {took:.3f} s"
+    blocked.join(STOP_BOUND)
+    assert not blocked.is_alive(), f"{who} was not woken"
+
+
 def running_tasks(backend: str) -> int:
     """How many tasks the backend's loop thread runs now (the servers' and the loop's own)."""
     return get_loop(backend).call(lambda: len(anyio.get_running_tasks()), timeout=5.0)
@@ -102,13 +112,7 @@ def test_stop_with_connections_in_every_state(connfault_server_factory: ServerFa
         wait_until(lambda: len(server.connections) == 8 and len(server.requests) == 5, what="every client in place")
         assert server.connections[-1].is_open
 
-        started = time.monotonic()
-        server.stop()
-        took = time.monotonic() - started
-        assert took < STOP_BOUND, f"stop() took {took:.3f} s"
-
-        blocked.thread.join(STOP_BOUND)
-        assert not blocked.thread.is_alive(), "the client blocked on the stall was not woken"
+        stop_within_bound(server, blocked.thread, "the client blocked on the stall")
         assert blocked.reply is not None
         assert blocked.reply.end in (FIN, RST), blocked.reply
         for other in (dripping, half_closed, idle, *clients[3:]):
@@ -140,12 +144,7 @@ def test_stop_with_a_tls_handshake_stalled(connfault_server_factory: ServerFacto
                     blocked = BlockedHandshake(server)
                     stall.wait()
 
-                    started = time.monotonic()
-                    server.stop()
-                    took = time.monotonic() - started
-                    assert took < STOP_BOUND, f"stop() took {took:.3f} s"
-                    blocked.thread.join(STOP_BOUND)
-                    assert not blocked.thread.is_alive(), "the client blocked in its handshake was not woken"
+                    stop_within_bound(server, blocked.thread, "the client blocked in its handshake")
                     assert blocked.error is not None, "the stalled handshake cannot have succeeded"
     assert all(c.ended_by is EndedBy.SERVER_SHUTDOWN for c in server.connections)
     assert running_tasks(backend) == tasks_before
