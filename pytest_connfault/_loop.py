@@ -140,6 +140,11 @@ class LoopThread:
                     async with trio.open_nursery() as nursery:
                         self._trio_nursery = nursery
                         nursery.start_soon(acceptor.watch_trio)
+                        from ._poller import new_trio_poller
+
+                        poller = new_trio_poller()
+                        if poller is not None:
+                            await nursery.start(poller.watch)
                         self._ready.set()
                         await stop.wait()
                         nursery.cancel_scope.cancel()

@@ -1,10 +1,13 @@
-"""Socket readiness for the asyncio backend through one private epoll per event loop.
+"""Socket readiness through one private epoll per event loop, for both backends.
 
 asyncio's ``add_reader``/``remove_reader`` run a good deal of Python per call (selector keys,
-handles), and a connection waits twice per request; the fire-now commands unregister one socket
-per dropped connection. A private epoll, itself registered once with the loop, turns each of those
-into one ``epoll_ctl`` system call. Where ``select.epoll`` does not exist, the loop's own
-``add_reader``/``add_writer`` are used instead.
+handles), and trio's ``wait_readable`` registers and unregisters per wait and can only be
+interrupted by cancellation or ``notify_closing`` (both raise through the task, an exception
+object copied per waiter). A connection waits twice per request, a command drops one socket per
+connection, and ``server.inject`` wakes a waiting connection: a private epoll, itself watched once
+by the loop, turns each wait into one ``epoll_ctl`` system call, and each wake (ready, woken,
+closed) into a plain value handed to the waiter. Where ``select.epoll`` does not exist, the
+backends' own waits are used instead (see ``_wire.py``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import select
 import weakref
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-Resolve = Callable[["asyncio.Future[str]", str], None]
+if TYPE_CHECKING:
+    import trio
 
 _IN = getattr(select, "EPOLLIN", 0)
 _OUT = getattr(select, "EPOLLOUT", 0)
@@ -23,71 +27,113 @@ _ERR = getattr(select, "EPOLLERR", 0) | getattr(select, "EPOLLHUP", 0)
 #: (re-arm) instead of two (register, unregister); ``forget`` unregisters the socket as it closes.
 _ONESHOT = getattr(select, "EPOLLONESHOT", 0)
 
+#: What a waiter is handed: the socket is ready, the wait was interrupted, the socket was closed.
+READY, WOKEN, CLOSED = "ready", "woken", "closed"
 
-class Poller:
-    """Read and write waits on sockets, resolved on the loop thread."""
+W = TypeVar("W")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, resolve: Resolve) -> None:
-        self.loop = loop
-        self.resolve = resolve
+
+class _Epoll(Generic[W]):
+    """The waits on sockets, whatever a waiter is (a future, a task); resolved on the loop thread."""
+
+    def __init__(self) -> None:
         self.epoll = select.epoll()
         #: fd -> [read waiter, write waiter]
-        self.waiters: dict[int, list[asyncio.Future[str] | None]] = {}
-        loop.add_reader(self.epoll.fileno(), self._dispatch)
+        self.waiters: dict[int, list[W | None]] = {}
 
-    def wait(self, fd: int, read: bool, future: asyncio.Future[str]) -> None:
-        """Resolve ``future`` with "ready" once ``fd`` is readable (or writable)."""
+    def _resolve(self, waiter: W, outcome: str) -> None:
+        raise NotImplementedError
+
+    def arm(self, fd: int, read: bool, waiter: W) -> None:
+        """Hand ``waiter`` READY once ``fd`` is readable (or writable)."""
         entry = self.waiters.get(fd)
         if entry is None:
             entry = self.waiters[fd] = [None, None]
-            entry[0 if read else 1] = future
+            entry[0 if read else 1] = waiter
             self.epoll.register(fd, self._mask(entry))
         else:
-            entry[0 if read else 1] = future
+            entry[0 if read else 1] = waiter
             try:
                 self.epoll.modify(fd, self._mask(entry))
             except FileNotFoundError:  # a stale entry: its socket closed without forget()
                 self.epoll.register(fd, self._mask(entry))
 
-    def cancel(self, fd: int, read: bool, future: asyncio.Future[str]) -> None:
-        """Forget a wait that ended otherwise (cancelled, woken); no-op if already resolved.
+    def disarm(self, fd: int, read: bool, waiter: W) -> bool:
+        """Forget a wait that ended otherwise; whether it was still pending.
 
-        The registration may stay armed: if it fires, ``_dispatch`` finds no waiter and ignores it.
+        The registration may stay armed: if it fires, ``dispatch`` finds no waiter and ignores it.
         """
         entry = self.waiters.get(fd)
-        if entry is not None and entry[0 if read else 1] is future:
+        if entry is not None and entry[0 if read else 1] is waiter:
             entry[0 if read else 1] = None
+            return True
+        return False
+
+    def interrupt(self, fd: int, read: bool, outcome: str) -> None:
+        """Hand the pending wait on ``fd`` (if any) ``outcome`` now."""
+        entry = self.waiters.get(fd)
+        if entry is None:
+            return
+        waiter = entry[0 if read else 1]
+        if waiter is not None:
+            entry[0 if read else 1] = None
+            self._resolve(waiter, outcome)
 
     def forget(self, fd: int, outcome: str) -> None:
-        """Before ``fd`` closes: unregister it and resolve its waiters with ``outcome``."""
+        """Before ``fd`` closes: unregister it and hand its waiters ``outcome``."""
         entry = self.waiters.pop(fd, None)
         if entry is None:
             return
         try:
             self.epoll.unregister(fd)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: the loop ended and closed the epoll already
             pass
-        for future in entry:
-            if future is not None:
-                self.resolve(future, outcome)
+        for waiter in entry:
+            if waiter is not None:
+                self._resolve(waiter, outcome)
 
     @staticmethod
-    def _mask(entry: list[asyncio.Future[str] | None]) -> int:
+    def _mask(entry: list[Any]) -> int:
         return (_IN if entry[0] is not None else 0) | (_OUT if entry[1] is not None else 0) | _ONESHOT
 
-    def _dispatch(self) -> None:
+    def dispatch(self) -> None:
+        """Hand READY to the waiters of every socket that is ready (on the loop thread)."""
         for fd, events in self.epoll.poll(0):
             entry = self.waiters.get(fd)
             if entry is None:
                 continue
-            if entry[0] is not None and events & (_IN | _ERR):
-                self.resolve(entry[0], "ready")
+            reader, writer = entry
+            if reader is not None and events & (_IN | _ERR):
                 entry[0] = None
-            if entry[1] is not None and events & (_OUT | _ERR):
-                self.resolve(entry[1], "ready")
+                self._resolve(reader, READY)
+            if writer is not None and events & (_OUT | _ERR):
                 entry[1] = None
+                self._resolve(writer, READY)
             if entry[0] is not None or entry[1] is not None:
                 self.epoll.modify(fd, self._mask(entry))  # the other direction still waits: re-arm
+
+
+class Poller(_Epoll["asyncio.Future[str]"]):
+    """The asyncio loop's waits: a waiter is a future, resolved with the outcome."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.loop = loop
+        loop.add_reader(self.epoll.fileno(), self.dispatch)
+
+    def _resolve(self, waiter: asyncio.Future[str], outcome: str) -> None:
+        if not waiter.done():
+            waiter.set_result(outcome)
+
+    async def wait(self, fd: int, read: bool) -> str:
+        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted."""
+        future: asyncio.Future[str] = self.loop.create_future()
+        self.arm(fd, read, future)
+        try:
+            return await future
+        finally:
+            if not future.done():  # cancelled (the server stops)
+                self.disarm(fd, read, future)
 
     def close(self) -> None:
         """Stop watching (the loop is ending)."""
@@ -98,21 +144,81 @@ class Poller:
         self.epoll.close()
 
 
+class TrioPoller(_Epoll["trio.lowlevel.Task"]):
+    """The trio loop's waits: a waiter is a parked task, rescheduled with the outcome.
+
+    ``watch`` must run as a task of the loop for as long as connections wait.
+    """
+
+    def _resolve(self, waiter: trio.lowlevel.Task, outcome: str) -> None:
+        import outcome as outcomes
+        import trio
+
+        trio.lowlevel.reschedule(waiter, outcomes.Value(outcome))
+
+    async def wait(self, fd: int, read: bool) -> str:
+        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted."""
+        import trio
+
+        task = trio.lowlevel.current_task()
+        self.arm(fd, read, task)
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            self.disarm(fd, read, task)  # cancelled (the server stops)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        result: str = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result
+
+    async def watch(self, *, task_status: Any) -> None:
+        """The loop's task that dispatches readiness: start it with ``nursery.start``.
+
+        From its start until it is cancelled (the loop ends), new wires of this loop wait through
+        it; it closes the epoll as it ends.
+        """
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        _trio_pollers[token] = self
+        task_status.started()
+        try:
+            while True:
+                await trio.lowlevel.wait_readable(self.epoll.fileno())
+                self.dispatch()
+        finally:
+            _trio_pollers.pop(token, None)
+            self.epoll.close()
+
+
 _pollers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Poller] = weakref.WeakKeyDictionary()
+_trio_pollers: dict[Any, TrioPoller] = {}
 
 
-def poller_for(loop: asyncio.AbstractEventLoop, resolve: Resolve) -> Poller | None:
-    """The loop's poller, made on first use; None where epoll is missing."""
+def poller_for(loop: asyncio.AbstractEventLoop) -> Poller | None:
+    """The asyncio loop's poller, made on first use; None where epoll is missing."""
     poller = _pollers.get(loop)
     if poller is None:
         if not hasattr(select, "epoll"):
             return None
-        poller = _pollers[loop] = Poller(loop, resolve)
+        poller = _pollers[loop] = Poller(loop)
     return poller
 
 
 def close_poller(loop: asyncio.AbstractEventLoop) -> None:
-    """Close the loop's poller, if it has one (call before the loop closes)."""
+    """Close the asyncio loop's poller, if it has one (call before the loop closes)."""
     poller = _pollers.pop(loop, None)
     if poller is not None:
         poller.close()
+
+
+def new_trio_poller() -> TrioPoller | None:
+    """A poller for the trio loop, to run with ``watch``; None where epoll is missing."""
+    return TrioPoller() if hasattr(select, "epoll") else None
+
+
+def trio_poller() -> TrioPoller | None:
+    """The running trio loop's poller (its ``watch`` task is running), if it has one."""
+    import trio
+
+    return _trio_pollers.get(trio.lowlevel.current_trio_token())
+

@@ -382,9 +382,19 @@ class FaultServer:
         return False
 
     def _end_connections(self) -> None:
-        """On the loop thread: cancel every connection's task (each records ``server_shutdown``)."""
+        """On the loop thread: cancel every connection's task (each records ``server_shutdown``).
+
+        A connection waiting for the client's next bytes whose client has already closed or reset
+        it (the EOF waits unread: the stop came first) is recorded as the client's end.
+        """
         with self._core.lock:
             cancels = list(self._cancels.values())
+            for state in self._core.live.values():
+                wire = state.wire
+                if state.ended_by is None and state.phase in ("new", "idle") and isinstance(wire, Wire):
+                    ended = wire.peer_ended()
+                    if ended is not None:
+                        state.ended_by = EndedBy.CLIENT_FIN if ended == "fin" else EndedBy.CLIENT_RST
         for cancel in cancels:
             cancel()
 

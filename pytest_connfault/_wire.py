@@ -3,10 +3,10 @@
 Sockets are non-blocking; every action below is one system call whose effect is on the wire when it
 returns: that is what lets the fire-now commands return "only once the kernel has acted".
 
-Waiting for a socket goes straight to the backend (asyncio's ``add_reader``, trio's
-``wait_readable``) rather than through anyio's generic helpers: it is the hottest path of the
-server (twice per request), and owning the waiter lets the commands close a socket and wake its
-connection loop in one step, and lets ``server.inject`` wake a loop waiting between requests.
+Waiting for a socket goes through the loop's private epoll (``_poller.py``) rather than anyio's
+generic helpers: it is the hottest path of the server (twice per request), and owning the waiter
+lets the commands close a socket and wake its connection loop in one step, and lets
+``server.inject`` wake a loop waiting between requests. Without epoll, the backends' own waits.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import socket
 import struct
 from typing import Any
 
-from ._poller import poller_for
+from ._poller import CLOSED as _CLOSED
+from ._poller import READY as _READY
+from ._poller import WOKEN as _WOKEN
+from ._poller import Poller, TrioPoller, poller_for, trio_poller
 
 RECEIVE_SIZE = 65536
 _LINGER_ZERO = struct.pack("ii", 1, 0)
@@ -28,9 +31,6 @@ class WireClosed(Exception):
 
 class WireWoken(Exception):
     """The wait was interrupted on purpose (``Wire.wake``): look at the fault plan again."""
-
-
-_READY, _WOKEN, _CLOSED = "ready", "woken", "closed"
 
 
 def _resolve(future: asyncio.Future[str], outcome: str = _READY) -> None:
@@ -51,8 +51,10 @@ class Wire:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # made on a trio loop
             self._loop = None
-        self._poller = poller_for(self._loop, _resolve) if self._loop is not None else None
-        #: The pending read and write waits: asyncio futures, or trio cancel scopes.
+        self._poller: Poller | TrioPoller | None = (
+            poller_for(self._loop) if self._loop is not None else trio_poller()
+        )
+        #: Without a poller, the pending read and write waits: asyncio futures, or trio cancel scopes.
         self._reader: Any = None
         self._writer: Any = None
 
@@ -85,50 +87,54 @@ class Wire:
         """
         if self.closed:
             raise WireClosed
-        await (self._wait_asyncio(True) if self._loop is not None else self._wait_trio(True))
+        await self._wait(True)
 
     async def wait_writable(self) -> None:
         """Wait until the kernel takes more bytes (or the socket fails)."""
         if self.closed:
             raise WireClosed
-        await (self._wait_asyncio(False) if self._loop is not None else self._wait_trio(False))
+        await self._wait(False)
 
-    async def _wait_asyncio(self, read: bool) -> None:
+    async def _wait(self, read: bool) -> None:
+        poller = self._poller
+        if poller is not None:
+            outcome = await poller.wait(self.sock.fileno(), read)
+        elif self._loop is not None:
+            outcome = await self._wait_asyncio(read)
+        else:
+            outcome = await self._wait_trio(read)
+        if outcome == _CLOSED:
+            raise WireClosed
+        if outcome == _WOKEN:
+            raise WireWoken
+
+    async def _wait_asyncio(self, read: bool) -> str:
+        """Without epoll: the loop's ``add_reader``/``add_writer``."""
         loop = self._loop
         assert loop is not None
         fd = self.sock.fileno()
         future: asyncio.Future[str] = loop.create_future()
         if read:
             self._reader = future
-        else:
-            self._writer = future
-        poller = self._poller
-        if poller is not None:
-            poller.wait(fd, read, future)
-        elif read:
             loop.add_reader(fd, _resolve, future)
         else:
+            self._writer = future
             loop.add_writer(fd, _resolve, future)
         try:
-            outcome = await future
+            return await future
         finally:
             if read:
                 self._reader = None
             else:
                 self._writer = None
             if not self.closed:
-                if poller is not None:
-                    poller.cancel(fd, read, future)
-                elif read:
+                if read:
                     loop.remove_reader(fd)
                 else:
                     loop.remove_writer(fd)
-        if outcome == _CLOSED:
-            raise WireClosed
-        if outcome == _WOKEN:
-            raise WireWoken
 
-    async def _wait_trio(self, read: bool) -> None:
+    async def _wait_trio(self, read: bool) -> str:
+        """Without epoll: trio's own waits, in a cancel scope that ``wake`` cancels."""
         import trio
 
         with trio.CancelScope() as scope:
@@ -142,17 +148,19 @@ class Wire:
                 else:
                     await trio.lowlevel.wait_writable(self.sock)
             except trio.ClosedResourceError:
-                raise WireClosed from None
+                return _CLOSED
             finally:
                 if read:
                     self._reader = None
                 else:
                     self._writer = None
-        if scope.cancelled_caught:
-            raise WireWoken
+        return _WOKEN if scope.cancelled_caught else _READY
 
     def wake(self) -> None:
         """Interrupt a pending read wait with :class:`WireWoken` (on the loop thread)."""
+        if self._poller is not None:
+            self._poller.interrupt(self.sock.fileno(), True, _WOKEN)
+            return
         waiter = self._reader
         if waiter is None:
             return
@@ -167,6 +175,19 @@ class Wire:
             return bool(self.sock.recv(1, socket.MSG_PEEK))
         except (BlockingIOError, OSError):
             return False
+
+    def peer_ended(self) -> str | None:
+        """Whether the client already ended the connection unseen: "fin", "rst", or None.
+
+        Without reading: the EOF or reset waits in the socket (a stop may come before the
+        connection loop has seen it).
+        """
+        try:
+            return None if self.sock.recv(1, socket.MSG_PEEK) else "fin"
+        except ConnectionResetError:
+            return "rst"
+        except OSError:  # BlockingIOError included: nothing has arrived
+            return None
 
     def peek(self) -> bytes:
         """The bytes waiting to be read, left in place (evidence for the ledger)."""

@@ -125,6 +125,28 @@ def test_shutdown_is_recorded(connfault_server_factory: ServerFactory) -> None:
     assert not record.is_open
 
 
+@pytest.mark.parametrize("how", [FIN, RST])
+def test_a_client_end_the_server_has_not_yet_read_is_still_the_clients(
+    connfault_server_factory: ServerFactory, connfault_backend: str, how: str
+) -> None:
+    """stop() right after the client closed (or reset): the EOF waits unread, yet it was the client's end.
+
+    Repeated, because which side acts first is a race: either way the ledger must say client_fin
+    (client_rst), never server_shutdown.
+    """
+    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
+    for attempt in range(20):
+        server = connfault_server_factory(backend=connfault_backend)
+        client = RawClient(server)
+        assert client.request().complete
+        if how == RST:
+            client.reset()
+        else:
+            client.close()
+        server.stop()
+        assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
+
+
 # -- request records ------------------------------------------------------------------------
 
 
