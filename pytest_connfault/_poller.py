@@ -150,24 +150,31 @@ class TrioPoller(_Epoll["trio.lowlevel.Task"]):
     ``watch`` must run as a task of the loop for as long as connections wait.
     """
 
-    def _resolve(self, waiter: trio.lowlevel.Task, outcome: str) -> None:
-        import outcome as outcomes
+    def __init__(self) -> None:
+        import outcome
         import trio
 
-        trio.lowlevel.reschedule(waiter, outcomes.Value(outcome))
+        super().__init__()
+        # Looked up once: these run once per wait and once per wake.
+        self._reschedule = trio.lowlevel.reschedule
+        self._value = outcome.Value
+        self._current_task = trio.lowlevel.current_task
+        self._park = trio.lowlevel.wait_task_rescheduled
+        self._succeeded = trio.lowlevel.Abort.SUCCEEDED
+
+    def _resolve(self, waiter: trio.lowlevel.Task, outcome: str) -> None:
+        self._reschedule(waiter, self._value(outcome))
 
     async def wait(self, fd: int, read: bool) -> str:
         """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted."""
-        import trio
-
-        task = trio.lowlevel.current_task()
+        task = self._current_task()
         self.arm(fd, read, task)
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
             self.disarm(fd, read, task)  # cancelled (the server stops)
-            return trio.lowlevel.Abort.SUCCEEDED
+            return self._succeeded
 
-        result: str = await trio.lowlevel.wait_task_rescheduled(abort)
+        result: str = await self._park(abort)
         return result
 
     async def watch(self, *, task_status: Any) -> None:
