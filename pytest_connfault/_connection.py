@@ -21,27 +21,29 @@ which already holds its response and calls ``server.close_idle()`` always finds 
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import h11
 
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
-from ._ledger import UNREAD_LIMIT, ConnectionState, EndedBy, Outcome, Request
+from ._late_reads import LateReads
+from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._quick_parse import QuickRequest, quick_parse
+from ._request_checks import request_headers, unacceptable_head
 from ._responses import Rendered, Response, handler_error_response, render
 from ._tls_wire import serve_handshake
 from ._wire import Wire, WireWoken
 
 if TYPE_CHECKING:
-    from ._server import ServerCore, ServerOptions
+    from ._server import ServerCore
 
 #: Faults after which the connection is over.
 _TERMINAL = frozenset({"reset", "close", "garbage", "empty", "truncate"})
 
 
-class ConnectionLoop:
+class ConnectionLoop(LateReads):
     """Serves one accepted socket until it ends. Runs as a task on the server's loop thread."""
 
     def __init__(self, core: ServerCore, state: ConnectionState, wire: Wire) -> None:
@@ -179,64 +181,6 @@ class ConnectionLoop:
             return False
         raise AssertionError(f"unhandled fault kind {kind!r}")  # pragma: no cover
 
-    async def _read_after_half_close(self, data: bytes) -> None:
-        """After our FIN the server keeps reading, and records what the client still sends.
-
-        ``data`` is what was already read. Each request that arrives whole is recorded as
-        unanswered; bytes that are not a request (or not a whole one) go to ``unread``.
-        """
-        parser: h11.Connection | None = self.h11
-        if self.h11 is None or self.h11.their_state is h11.DONE:
-            # At a request boundary, or the current request was read whole (a half_close after
-            # it): a new one may follow.
-            parser = self._new_parser()
-            data = self._leftover() + data
-            self.pending = b""
-        elif self.h11.their_state is not h11.IDLE:
-            parser = None  # in the middle of a request body: no request boundary to parse from
-        while data:
-            if parser is None:
-                with self.core.lock:
-                    if len(self.state.unread) < UNREAD_LIMIT:  # a client may stream on for ever
-                        self.state.unread += data[: UNREAD_LIMIT - len(self.state.unread)]
-            else:
-                parser = self._parse_late(parser, data)
-            data = await self.wire.receive()
-        if parser is not None and parser.trailing_data[0]:
-            with self.core.lock:
-                self.state.unread += parser.trailing_data[0]
-
-    def _parse_late(self, parser: h11.Connection, data: bytes) -> h11.Connection | None:
-        """Feed bytes that arrived after our FIN; record the requests. None once they are not HTTP."""
-        try:
-            parser.receive_data(data)
-            while True:
-                event = parser.next_event()
-                if event is h11.NEED_DATA:
-                    return parser
-                if isinstance(event, h11.Request):
-                    with self.core.lock:
-                        self.core.ledger.add_request(
-                            self.state,
-                            event.method.decode("ascii", "replace"),
-                            event.target.decode("ascii", "replace"),
-                            _headers(event),
-                            b"",
-                            now(),
-                            outcome=Outcome("unanswered", detail="arrived after the server's FIN"),
-                        )
-                elif isinstance(event, h11.EndOfMessage):
-                    leftover = parser.trailing_data[0]
-                    parser = self._new_parser()
-                    if leftover:
-                        parser.receive_data(leftover)
-                elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
-                    return None
-        except h11.ProtocolError:
-            with self.core.lock:
-                self.state.unread += data
-            return None
-
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -258,50 +202,6 @@ class ConnectionLoop:
                     return
         except _ConnectionOver:
             return
-
-    async def _refuse(self) -> None:
-        """Over ``max_connections``: answer 503 at once, send FIN, then read and discard to the end.
-
-        The 503 goes out before any request is read, so a refused connection costs no parsing
-        and no buffering; the server keeps reading (discarding) so that the client's request is
-        not met by an RST, which could destroy the 503 before the client reads it. The record is
-        a rejected request, given the request line and headers if a request head arrives.
-        """
-        limit = self.core.options.max_connections
-        reason = f"over max_connections={limit} open connections"
-        with self.core.lock:
-            record = self.core.ledger.add_request(
-                self.state, "", "", (), b"", now(), outcome=Outcome("rejected", status=503, detail=reason)
-            )
-        answer = Response(503, f"503 {reason}\n", close=True)
-        await self.wire.send_all(answer._head + answer.body)
-        with self.core.lock:
-            self.wire.half_close()
-            self._end_locked(EndedBy.SERVER_CLOSE)
-        parser: h11.Connection | None = self._new_parser()
-        while True:
-            data = await self.wire.receive()
-            if not data:
-                return
-            if parser is None:
-                continue
-            try:
-                parser.receive_data(data)
-                event = parser.next_event()
-            except h11.ProtocolError:
-                parser = None
-                continue
-            if isinstance(event, h11.Request):
-                with self.core.lock:
-                    self.core.ledger.update(
-                        self.state,
-                        record,
-                        method=event.method.decode("ascii", "replace"),
-                        target=event.target.decode("ascii", "replace"),
-                        headers=_headers(event),
-                    )
-            if event is not h11.NEED_DATA:
-                parser = None
 
     async def _await_request(self) -> bool:
         """At a request boundary: wait until the next request's first bytes (or EOF) can be read,
@@ -405,9 +305,9 @@ class ConnectionLoop:
             elif isinstance(event, h11.Request):
                 method = event.method.decode("ascii", "replace")
                 target = event.target.decode("ascii", "replace")
-                headers = _headers(event)
+                headers = request_headers(event)
                 version = event.http_version.decode("ascii", "replace")
-                problem = _unacceptable_head(method, target, headers, version, self.core.options)
+                problem = unacceptable_head(method, target, headers, version, self.core.options)
                 if problem is not None:
                     await self._reject(problem[0], problem[1], method, target, headers)
                     return None
@@ -432,7 +332,7 @@ class ConnectionLoop:
 
     async def _record_quick(self, quick: QuickRequest) -> Request | None:
         """Check and record a request that ``quick_parse`` read whole (what h11's path does)."""
-        problem = _unacceptable_head(quick.method, quick.target, quick.headers, quick.version, self.core.options)
+        problem = unacceptable_head(quick.method, quick.target, quick.headers, quick.version, self.core.options)
         if problem is not None:
             await self._reject(problem[0], problem[1], quick.method, quick.target, quick.headers)
             return None
@@ -441,10 +341,6 @@ class ConnectionLoop:
             return self.core.ledger.add_request(
                 self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
             )
-
-    def _leftover(self) -> bytes:
-        """What the client sent past the current request (unparsed yet)."""
-        return self.pending if self.h11 is None else self.h11.trailing_data[0]
 
     def _record_cut_short(self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
         """The client reset the connection mid-request: record what arrived, rejected unanswered."""
@@ -471,10 +367,6 @@ class ConnectionLoop:
     def _end(self, how: EndedBy) -> None:
         with self.core.lock:
             self._end_locked(how)
-
-    def _end_locked(self, how: EndedBy) -> None:
-        if self.state.ended_by is None:
-            self.state.ended_by = how
 
     async def _respond(self, request: Request) -> bool:
         """Answer ``request`` (or fault instead). Returns False when the connection is over."""
@@ -591,38 +483,5 @@ class ConnectionLoop:
             self.h11 = None
         return True
 
-    def _new_parser(self) -> h11.Connection:
-        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.core.options.max_header_size)
-
-
 class _ConnectionOver(Exception):
     """Raised where a fault ended the connection deep in a step; the loop ends quietly."""
-
-
-def _unacceptable_head(
-    method: str, target: str, headers: tuple[tuple[str, str], ...], version: str, options: ServerOptions
-) -> tuple[int, str] | None:
-    """What makes a parsed request head unacceptable beyond h11's own checks, as (status, reason)."""
-    if version not in ("1.0", "1.1"):
-        # RFC 9110 section 15.6.6: 505 for a major version the server does not support.
-        return 505, f"HTTP/{version} is not supported"
-    size = len(method) + len(target) + 12 + sum(len(n) + len(v) + 4 for n, v in headers)
-    if size > options.max_header_size:
-        # h11 bounds only a head that arrives in pieces; one that arrives whole is checked here.
-        return 431, f"request head over {options.max_header_size} bytes"
-    names = {name.lower() for name, _ in headers}
-    if "content-length" in names and "transfer-encoding" in names:
-        # RFC 9112 section 6.1: a request with both is how requests are smuggled; refuse it.
-        return 400, "both Content-Length and Transfer-Encoding"
-    limit = options.max_body_size
-    declared = next((v for n, v in headers if n.lower() == "content-length"), None)
-    if limit is not None and declared is not None and int(declared) > limit:
-        # Refused before the body is read: the client learns at once, nothing is buffered.
-        return 413, f"body over {limit} bytes (Content-Length: {declared})"
-    return None
-
-
-def _headers(event: Any) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers.raw_items()
-    )
