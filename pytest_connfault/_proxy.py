@@ -34,11 +34,12 @@ from urllib.parse import urlsplit
 import anyio
 import h11
 
+from ._commands import COMMAND_TIMEOUT
 from ._errors import ConnfaultError, FaultSpecError
 from ._faults import Fault, FaultFiring, FaultHandle, FaultPlan, now
 from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._responses import Response, render
-from ._server import COMMAND_TIMEOUT, FaultServer
+from ._server import FaultServer
 from ._tls_wire import TlsWire
 from ._upstream import (
     Link,
