@@ -10,6 +10,8 @@ trust the session CA cannot connect at all.
 from __future__ import annotations
 
 import asyncio
+import ssl
+from importlib import metadata
 from typing import Any, Callable
 
 import aiohttp
@@ -18,11 +20,19 @@ import pytest
 import requests
 import trio
 import urllib3
+from aiohttp_tls import TidyConnector
 
 from pytest_connfault import FaultServer
 
 #: The connect timeout for the stalled handshake (the others get 5 s, so a loaded machine is no issue).
 STALL_TIMEOUT = 0.3
+HTTPCORE_VERSION = tuple(int(part) for part in metadata.version("httpcore").split(".")[:3] if part.isdigit())
+#: httpcore before 1.0.6 lets a failed handshake's ssl.SSLError out of its asyncio (anyio) backend
+#: as it is; 1.0.6 maps it to ConnectError, as its sync and trio backends always did (encode/httpx#3350).
+RAW_SSL_ERROR = (
+    f"httpcore {metadata.version('httpcore')} raises the handshake's ssl.SSLError (WRONG_VERSION_NUMBER) "
+    "unwrapped on asyncio instead of httpx.ConnectError (mapped since httpcore 1.0.6)"
+)
 
 
 def via_httpx(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
@@ -57,7 +67,8 @@ def via_urllib3(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
 def via_aiohttp(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
     async def fetch() -> int:
         timeout = aiohttp.ClientTimeout(total=5, sock_connect=connect)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        # no TLS transport left open on old aiohttp or Python: see aiohttp_tls.py
+        async with aiohttp.ClientSession(timeout=timeout, connector=TidyConnector()) as session:
             async with session.get(url, ssl=ssl_context) as response:
                 await response.read()
                 return response.status
@@ -113,8 +124,11 @@ def test_handshake_fault_fails_the_request_and_the_next_one_connects(
     connfault_ca_bundle: str,
     kind: str,
     client: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """reset, garbage or a stall at the handshake fail that request (connect error or timeout); the next succeeds."""
+    if (kind, client) == ("garbage", "httpx-asyncio") and HTTPCORE_VERSION < (1, 0, 6):
+        request.applymarker(pytest.mark.xfail(strict=True, raises=ssl.SSLError, reason=RAW_SSL_ERROR))
     handle = connfault_tls_server.inject(kind, at="handshake")
     fetch = CLIENTS[client]
     url, context, bundle = connfault_tls_server.url, connfault_client_ssl_context, connfault_ca_bundle

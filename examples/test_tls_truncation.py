@@ -15,6 +15,7 @@ below pin that down (measured), so that a client that starts to honour section 9
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any, Callable
 
 import aiohttp
@@ -23,6 +24,7 @@ import pytest
 import requests
 import trio
 import urllib3
+from aiohttp_tls import TidyConnector
 
 from pytest_connfault import FaultServer, Response
 
@@ -30,6 +32,35 @@ BODY = b"0123456789" * 10
 CUT = 40
 #: urllib3 1.26 (the oldest supported) and 2.x differ on short Content-Length bodies by default.
 URLLIB3_1 = urllib3.__version__.startswith("1.")
+
+
+def _unexpected_eof_is_a_plain_ssl_error() -> bool:
+    """Whether this Python's ssl raises a TCP close without close_notify as a plain ``ssl.SSLError``.
+
+    OpenSSL 3 calls it UNEXPECTED_EOF_WHILE_READING. Pythons with python/cpython#95494 (3.12, and
+    3.10 and 3.11 since spring 2023) raise ``ssl.SSLEOFError``, which an ``ssl.SSLSocket`` with
+    ``suppress_ragged_eofs=True`` (the default) reads as an ordinary end of stream; older ones,
+    3.9 among them, raise a plain ``ssl.SSLError``, which it lets through. Asked of this ssl
+    module directly: a client handshake on a stream that ends at once.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    incoming = ssl.MemoryBIO()
+    incoming.write_eof()
+    try:
+        context.wrap_bio(incoming, ssl.MemoryBIO()).do_handshake()
+    except ssl.SSLEOFError:
+        return False
+    except ssl.SSLError as exc:
+        return exc.reason == "UNEXPECTED_EOF_WHILE_READING"
+    return False
+
+
+#: On such a Python, httpx's sync transport (an ``ssl.SSLSocket``) raises ``httpx.ReadError``
+#: ("[SSL: UNEXPECTED_EOF_WHILE_READING]") for any body cut without close_notify, framed or not.
+HTTPX_SYNC_READ_ERROR = _unexpected_eof_is_a_plain_ssl_error()
 
 
 def via_httpx(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
@@ -61,7 +92,9 @@ def via_urllib3(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
 
 def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
     async def fetch() -> tuple[int, bytes]:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        # no TLS transport left open on old aiohttp or Python: see aiohttp_tls.py
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout, connector=TidyConnector()) as session:
             async with session.get(url, ssl=ssl_context) as response:
                 return response.status, await response.read()
 
@@ -79,7 +112,7 @@ CLIENTS: dict[str, Callable[[str, Any, str], tuple[int, bytes]]] = {
 
 #: What each client raises for a framed body cut short (measured).
 INCOMPLETE: dict[str, type[BaseException]] = {
-    "httpx": httpx.RemoteProtocolError,
+    "httpx": httpx.ReadError if HTTPX_SYNC_READ_ERROR else httpx.RemoteProtocolError,
     "httpx-asyncio": httpx.RemoteProtocolError,
     "httpx-trio": httpx.RemoteProtocolError,
     "requests": requests.exceptions.ChunkedEncodingError,
@@ -111,9 +144,14 @@ def test_close_delimited_body_with_close_notify_is_whole(
 
 @every_client
 def test_close_delimited_body_cut_abruptly_is_returned_as_if_whole(
-    connfault_tls_server: FaultServer, fetch: Callable[[str], tuple[int, bytes]]
+    connfault_tls_server: FaultServer, fetch: Callable[[str], tuple[int, bytes]], request: Any
 ) -> None:
     """RFC 9112 section 9.8 is not honoured today: a close-delimited body cut by a bare FIN comes back as whole."""
+    if request.node.callspec.params["fetch"] == "httpx" and HTTPX_SYNC_READ_ERROR:
+        request.applymarker(pytest.mark.xfail(strict=True, raises=httpx.ReadError, reason=(
+            "this Python's ssl raises a plain SSLError (not SSLEOFError) for the bare FIN, which "
+            "httpx's sync transport reports as httpx.ReadError rather than an end of body"
+        )))
     connfault_tls_server.respond("/", Response(body=BODY, close_delimited=True))
     handle = connfault_tls_server.inject("truncate", body_bytes=CUT, close_notify=False)
     status, body = fetch(connfault_tls_server.url + "/")

@@ -48,8 +48,10 @@ def client_context(ca: trustme.CA | None = None, *, strict_eof: bool = True) -> 
     """A client context that trusts ``ca`` (default: the process's) and verifies the host name.
 
     With ``strict_eof`` (default) ``ssl.OP_IGNORE_UNEXPECTED_EOF`` is cleared, so a TCP close
-    without ``close_notify`` is an error (``SSLEOFError``) rather than a clean end of stream: a
-    cut-short body can then be seen. Python leaves the option off by default anyway; this pins it.
+    without ``close_notify`` is an error (``SSLEOFError``; a plain ``SSLError`` with reason
+    ``UNEXPECTED_EOF_WHILE_READING`` on Python 3.9) rather than a clean end of stream: a cut-short
+    body can then be seen. Recent Pythons leave the option off by default; Python 3.9 with OpenSSL 3
+    sets it on every new context (python/cpython#87960), so there clearing it matters.
     """
     ca = default_ca() if ca is None else ca
     context = ssl.create_default_context()

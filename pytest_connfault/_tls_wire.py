@@ -29,6 +29,19 @@ if TYPE_CHECKING:
     from ._connection import ConnectionLoop
 
 
+def is_unexpected_eof(exc: BaseException) -> bool:
+    """Whether ``exc`` is the peer's TCP close without ``close_notify`` (an abrupt end of the stream).
+
+    OpenSSL 3 reports it as ``UNEXPECTED_EOF_WHILE_READING``. Pythons with python/cpython#95494
+    (3.12, and the 3.10 and 3.11 releases since spring 2023) raise that as ``ssl.SSLEOFError``;
+    older ones, 3.9 among them, raise a plain ``ssl.SSLError`` with that reason. Both shapes mean
+    the same thing.
+    """
+    if isinstance(exc, ssl.SSLEOFError):
+        return True
+    return isinstance(exc, ssl.SSLError) and exc.reason == "UNEXPECTED_EOF_WHILE_READING"
+
+
 class TlsWire(Wire):
     """A connection's socket with TLS on top; the interface of :class:`Wire`, in plaintext."""
 
@@ -154,8 +167,10 @@ class TlsWire(Wire):
         except ssl.SSLWantReadError:
             self._push()  # reading may have produced output (a key update answer)
             return False
-        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-            # close_notify, or a TCP close without one: either way the client is done sending
+        except ssl.SSLError as exc:
+            if not (isinstance(exc, ssl.SSLZeroReturnError) or is_unexpected_eof(exc)):
+                raise
+            # close_notify, or a TCP close without one: either way the peer is done sending
             self._eof = True
             return True
         if not self._plain:
@@ -269,7 +284,8 @@ async def serve_handshake(loop: ConnectionLoop) -> bool:
         await wire.handshake()
     except ssl.SSLError as exc:
         reason = exc.reason or type(exc).__name__
-        by_client = "ALERT" in str(reason).upper() or isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+        ended = isinstance(exc, ssl.SSLZeroReturnError) or is_unexpected_eof(exc)
+        by_client = "ALERT" in str(reason).upper() or ended
         with core.lock:
             loop.state.tls_error = f"handshake failed: {reason}"
             if loop.state.ended_by is None:

@@ -2,8 +2,10 @@
 
 The raw client reads with ``suppress_ragged_eofs=False``, so it sees exactly how a connection
 ended: ``close_notify`` (``recv`` returns ``b""``), an abrupt TCP close without the alert
-(``ssl.SSLEOFError``), or an RST (``ConnectionResetError``). Real clients hide the difference; the
-client tests in ``tests/test_tls_clients.py`` show what each one makes of it.
+(``ssl.SSLEOFError``; on Python 3.9 a plain ``ssl.SSLError`` with reason
+``UNEXPECTED_EOF_WHILE_READING``, see :func:`is_unexpected_eof`), or an RST
+(``ConnectionResetError``). Real clients hide the difference; the client tests in
+``tests/test_tls_clients.py`` show what each one makes of it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import h11
 import pytest
 
 from pytest_connfault import Fault, FaultServer, FaultSpecError, Response
-from pytest_connfault._tls import SERVER_IDENTITIES, CaBundle, client_context
+from pytest_connfault._tls import SERVER_IDENTITIES, CaBundle, client_context, server_context
+from pytest_connfault._tls_wire import is_unexpected_eof
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -79,12 +82,14 @@ class TlsClient:
         while True:
             try:
                 chunk = self.sock.recv(65536)
-            except ssl.SSLEOFError:
-                return data, ABRUPT
             except ConnectionResetError:
                 return data, RST
             except (socket.timeout, ssl.SSLWantReadError):
                 return data, TIMEOUT
+            except ssl.SSLError as exc:
+                if is_unexpected_eof(exc):
+                    return data, ABRUPT
+                raise
             if not chunk:
                 return data, NOTIFY
             data += chunk
@@ -271,6 +276,31 @@ def test_half_close_idle_sends_close_notify_and_keeps_reading(server: FaultServe
     assert (late.target, late.connection_id, late.outcome.kind) == ("/late", 1, "unanswered")
 
 
+@pytest.mark.parametrize("strict_server", [False, True], ids=["default-context", "strict-eof-context"])
+def test_client_close_without_close_notify_is_a_client_fin(
+    connfault_server_factory: ServerFactory, strict_server: bool
+) -> None:
+    """A client that closes TCP without close_notify ends its connection with ``client_fin``, not an error.
+
+    With ``OP_IGNORE_UNEXPECTED_EOF`` cleared on the server's context, that close reaches the server
+    as an unexpected-EOF error (``ssl.SSLEOFError``, or on Python 3.9 a plain ``ssl.SSLError``):
+    either shape is the client's end of stream, like ``close_notify``.
+    """
+    context = server_context()
+    if strict_server:
+        context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    made = connfault_server_factory(tls=context)
+    with TlsClient(made) as client:
+        client.handshake()
+        assert client.get()[0] == 200
+        socket.socket.shutdown(client.sock, socket.SHUT_WR)  # a bare FIN under TLS: no alert
+        assert client.read_raw_to_end()[1] == FIN
+    wait_until(lambda: not made.connection(1).is_open)
+    conn = made.connection(1)
+    assert (conn.ended_by, conn.unread, conn.tls_error) == ("client_fin", b"", None)
+    assert made.errors == []
+
+
 @pytest.mark.parametrize("close_notify", [True, False])
 def test_truncate_cuts_the_body_inside_tls(server: FaultServer, close_notify: bool) -> None:
     """``truncate`` sends the head and N body bytes as TLS records, then ends as asked."""
@@ -334,8 +364,8 @@ def test_close_delimited_body_cut_abruptly_differs_only_by_the_missing_alert(ser
     ("kind", "error"),
     [
         ("reset", ConnectionResetError),
-        ("close", ssl.SSLEOFError),
-        ("empty", ssl.SSLEOFError),
+        ("close", ssl.SSLError),  # an unexpected EOF: checked below
+        ("empty", ssl.SSLError),  # the same
         ("garbage", ssl.SSLError),
     ],
 )
@@ -348,6 +378,8 @@ def test_handshake_faults_fire_where_the_server_hello_should_be(
         client.handshake()
     if kind == "garbage":
         assert "WRONG_VERSION_NUMBER" in str(raised.value)
+    elif kind != "reset":
+        assert is_unexpected_eof(raised.value), f"not a TCP close without an alert: {raised.value!r}"
     firing = handle.wait(5)
     assert (firing.kind, firing.at, firing.connection_id, firing.request_index) == (kind, "handshake", 1, None)
     conn = server.connection(1)
