@@ -139,7 +139,9 @@ class AppBridge:
         started: list[Any] = []
         pieces: list[bytes] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], None]:
             if started and exc_info is None:
                 raise AssertionError("start_response was called twice without exc_info (PEP 3333)")
             started[:] = [status, list(headers)]
@@ -164,7 +166,9 @@ class AppBridge:
             if self._closed:
                 raise ConnfaultError("the server is stopping")
             if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(self._threads, thread_name_prefix="connfault-wsgi")
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    self._threads, thread_name_prefix="connfault-wsgi"
+                )
             future = self._pool.submit(self._call_wsgi, environ)
         notify, wait = callback_for_current_loop()
         future.add_done_callback(lambda _: notify())
@@ -271,5 +275,7 @@ class AppBridge:
             answered.set()
         if not start:
             raise ConnfaultError("the ASGI app returned without sending http.response.start")
-        headers = [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in start.get("headers", ())]
+        headers = [
+            (bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in start.get("headers", ())
+        ]
         return _answer(int(start["status"]), headers, pieces)

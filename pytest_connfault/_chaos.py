@@ -53,11 +53,17 @@ def chaos_fault(spec: FaultLike) -> Fault:
     elif isinstance(spec, Fault):
         fault = spec
     else:
-        raise FaultSpecError(f"a chaos fault is a Fault or a name such as 'reset@after_response', not {spec!r}")
+        raise FaultSpecError(
+            f"a chaos fault is a Fault or a name such as 'reset@after_response', not {spec!r}"
+        )
     if fault.at in ("idle", "handshake"):
-        raise FaultSpecError(f"chaos cannot fire {fault.label}: at='idle' and at='handshake' are not left to chance")
+        raise FaultSpecError(
+            f"chaos cannot fire {fault.label}: at='idle' and at='handshake' are not left to chance"
+        )
     if fault.request is not None or fault.connection is not None or fault.request_on_connection is not None:
-        raise FaultSpecError(f"chaos picks the requests itself: {fault!r} must not select request= or connection=")
+        raise FaultSpecError(
+            f"chaos picks the requests itself: {fault!r} must not select request= or connection="
+        )
     if fault.times != 1:
         raise FaultSpecError(f"chaos fires each pick once: {fault!r} must not set times=")
     return fault
@@ -213,4 +219,6 @@ def chaos_from_mark(mark: Any, default_seed: int) -> Chaos:
     if unknown:
         raise FaultSpecError(f"unknown argument(s) {', '.join(unknown)}; chaos takes rate=, faults=, seed=")
     seed = mark.kwargs.get("seed")
-    return Chaos(mark.kwargs.get("rate", 0.1), default_seed if seed is None else seed, mark.kwargs.get("faults"))
+    return Chaos(
+        mark.kwargs.get("rate", 0.1), default_seed if seed is None else seed, mark.kwargs.get("faults")
+    )

@@ -136,7 +136,9 @@ class ConnectionLoop(LateReads):
                 detail = detail or f"{len(unread)} unread bytes discarded"
             self._record(handle, request, detail)
 
-    async def _fire(self, handle: FaultHandle, request: Request | None, rendered: Rendered | None = None) -> bool:
+    async def _fire(
+        self, handle: FaultHandle, request: Request | None, rendered: Rendered | None = None
+    ) -> bool:
         """Carry out ``handle``'s fault now. Returns True when the connection is over."""
         fault = handle.fault
         kind = fault.kind
@@ -157,9 +159,15 @@ class ConnectionLoop(LateReads):
             return True
         if kind == "truncate":
             assert rendered is not None
-            keep = len(rendered.body) // 2 if fault.body_bytes is None else min(fault.body_bytes, len(rendered.body))
+            keep = (
+                len(rendered.body) // 2
+                if fault.body_bytes is None
+                else min(fault.body_bytes, len(rendered.body))
+            )
             await self.wire.send_all(rendered.head + rendered.body[:keep])
-            self._drop(fault.then, handle, request, f"{keep} of {len(rendered.body)} body bytes, then {fault.then}")
+            self._drop(
+                fault.then, handle, request, f"{keep} of {len(rendered.body)} body bytes, then {fault.then}"
+            )
             return True
         if kind == "delay":
             with self.core.lock:
@@ -332,7 +340,9 @@ class ConnectionLoop(LateReads):
 
     async def _record_quick(self, quick: QuickRequest) -> Request | None:
         """Check and record a request that ``quick_parse`` read whole (what h11's path does)."""
-        problem = unacceptable_head(quick.method, quick.target, quick.headers, quick.version, self.core.options)
+        problem = unacceptable_head(
+            quick.method, quick.target, quick.headers, quick.version, self.core.options
+        )
         if problem is not None:
             await self._reject(problem[0], problem[1], quick.method, quick.target, quick.headers)
             return None
@@ -342,20 +352,34 @@ class ConnectionLoop(LateReads):
                 self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
             )
 
-    def _record_cut_short(self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes) -> None:
+    def _record_cut_short(
+        self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes
+    ) -> None:
         """The client reset the connection mid-request: record what arrived, rejected unanswered."""
         with self.core.lock:
             self.state.unread += self._leftover()
             self.core.ledger.add_request(
-                self.state, method, target, headers, body, now(),
+                self.state,
+                method,
+                target,
+                headers,
+                body,
+                now(),
                 outcome=Outcome("rejected", detail="the client reset the connection mid-request"),
             )
 
-    async def _reject(self, status: int, reason: str, method: str, target: str, headers: tuple[tuple[str, str], ...]) -> None:
+    async def _reject(
+        self, status: int, reason: str, method: str, target: str, headers: tuple[tuple[str, str], ...]
+    ) -> None:
         """Answer a malformed request (400, 413 or 431) where HTTP allows, record it, and close."""
         with self.core.lock:
             self.core.ledger.add_request(
-                self.state, method, target, headers, b"", now(),
+                self.state,
+                method,
+                target,
+                headers,
+                b"",
+                now(),
                 outcome=Outcome("rejected", status=status, detail=reason),
             )
         answer = Response(status, f"{status} {reason}\n", close=True)
@@ -392,7 +416,11 @@ class ConnectionLoop(LateReads):
             handle = self._take("mid_body", request)
             if handle is not None:
                 body = rendered.body
-                cut = len(body) // 2 if handle.fault.body_bytes is None else min(handle.fault.body_bytes, len(body))
+                cut = (
+                    len(body) // 2
+                    if handle.fault.body_bytes is None
+                    else min(handle.fault.body_bytes, len(body))
+                )
                 sent = len(rendered.wire) - len(data)
                 upto = len(rendered.head) + cut - sent
                 await self.wire.send_all(data[:upto])
@@ -420,7 +448,9 @@ class ConnectionLoop(LateReads):
                 self.state.phase = "idle"
         self.idle_since = self.core.clock()
 
-    async def _drip(self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool) -> None:
+    async def _drip(
+        self, handle: FaultHandle, request: Request, data: bytes, status: int, keep_alive: bool
+    ) -> None:
         fault = handle.fault
         with self.core.lock:
             self._record(handle, request, f"{fault.chunk_size} bytes every {fault.interval} s")
@@ -482,6 +512,7 @@ class ConnectionLoop(LateReads):
             self.pending_eof = self.pending_eof or closed
             self.h11 = None
         return True
+
 
 class _ConnectionOver(Exception):
     """Raised where a fault ended the connection deep in a step; the loop ends quietly."""

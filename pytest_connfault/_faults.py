@@ -100,8 +100,20 @@ Times = Union[int, str]
 
 #: Every keyword argument a fault takes, for the message on an unknown one.
 _ARGUMENTS = (
-    "at", "request", "connection", "request_on_connection", "path", "method", "times",
-    "seconds", "chunk_size", "interval", "body_bytes", "then", "data", "close_notify",
+    "at",
+    "request",
+    "connection",
+    "request_on_connection",
+    "path",
+    "method",
+    "times",
+    "seconds",
+    "chunk_size",
+    "interval",
+    "body_bytes",
+    "then",
+    "data",
+    "close_notify",
 )
 
 
@@ -191,9 +203,7 @@ class Fault:
             raise FaultSpecError(f"unknown moment at={moment!r}; the moments are: {_choices(MOMENTS)}")
         if moment not in APPLIES[kind]:
             allowed = [m for m in MOMENTS if m in APPLIES[kind]]
-            raise FaultSpecError(
-                f"fault {kind!r} cannot fire at={moment!r}; it can at: {_choices(allowed)}"
-            )
+            raise FaultSpecError(f"fault {kind!r} cannot fire at={moment!r}; it can at: {_choices(allowed)}")
         given = {
             "request": request,
             "connection": connection,
@@ -242,10 +252,14 @@ class Fault:
         if then is not None and then not in ("close", "reset"):
             raise FaultSpecError(f"then= must be 'close' or 'reset', not {then!r}")
         for name, number in (("seconds", seconds), ("interval", interval)):
-            if number is not None and (not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0):
+            if number is not None and (
+                not isinstance(number, (int, float)) or not math.isfinite(number) or number < 0
+            ):
                 raise FaultSpecError(f"{name}= must be a number of seconds >= 0, not {number!r}")
         for name, number in (("chunk_size", chunk_size), ("body_bytes", body_bytes)):
-            if number is not None and (not isinstance(number, int) or number < (1 if name == "chunk_size" else 0)):
+            if number is not None and (
+                not isinstance(number, int) or number < (1 if name == "chunk_size" else 0)
+            ):
                 raise FaultSpecError(f"{name}= must be a whole number of bytes, not {number!r}")
         if close_notify is not None and not isinstance(close_notify, bool):
             raise FaultSpecError(f"close_notify= must be True or False, not {close_notify!r}")

@@ -143,7 +143,9 @@ class Connection:
 
     def __str__(self) -> str:
         state = "open" if self.closed_at is None else f"ended by {self.ended_by}"
-        return f"connection {self.id} (client port {self.client_port}, {len(self.requests)} requests, {state})"
+        return (
+            f"connection {self.id} (client port {self.client_port}, {len(self.requests)} requests, {state})"
+        )
 
 
 @dataclass

@@ -65,9 +65,7 @@ class LoopThread:
 
     def __init__(self, backend: str) -> None:
         if backend not in BACKENDS:
-            raise ConnfaultError(
-                f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}"
-            )
+            raise ConnfaultError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.backend = backend
         self._ready = threading.Event()
         self._stopped = threading.Event()
@@ -81,9 +79,7 @@ class LoopThread:
         self.acceptor: Any = None
         self._stop: Callable[[], None] | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"connfault-loop-{backend}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"connfault-loop-{backend}", daemon=True)
         before = _socket_inodes()
         self._thread.start()
         ready = self._ready.wait(LOOP_START_TIMEOUT)

@@ -228,4 +228,3 @@ def trio_poller() -> TrioPoller | None:
     import trio
 
     return _trio_pollers.get(trio.lowlevel.current_trio_token())
-

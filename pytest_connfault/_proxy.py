@@ -233,9 +233,21 @@ class FaultProxy(FaultServer):
             events.append((link.opened_at, 0, f"upstream {link.id}  opened (local port {link.local_port})"))
             for firing in link.faults:
                 how = "commanded" if firing.commanded else "fired"
-                events.append((firing.fired_at, 2, f"upstream {link.id}  fault {firing.kind}@{firing.at} {how} ({firing.detail})"))
+                events.append(
+                    (
+                        firing.fired_at,
+                        2,
+                        f"upstream {link.id}  fault {firing.kind}@{firing.at} {how} ({firing.detail})",
+                    )
+                )
             if link.closed_at is not None:
-                events.append((link.closed_at, 3, f"upstream {link.id}  closed, ended by {link.ended_by}; carried requests {carried}"))
+                events.append(
+                    (
+                        link.closed_at,
+                        3,
+                        f"upstream {link.id}  closed, ended by {link.ended_by}; carried requests {carried}",
+                    )
+                )
             else:
                 events.append((float("inf"), 3, f"upstream {link.id}  open; carried requests {carried}"))
         if not events:
@@ -245,7 +257,11 @@ class FaultProxy(FaultServer):
         def stamp(at: float) -> str:
             return "     (now)   " if at == float("inf") else f"+{(at - self.started_at) * 1000:9.3f} ms"
 
-        return [*lines, f"upstream side ({self.upstream}):", *(f"{stamp(at)}  {text}" for at, _, text in events)]
+        return [
+            *lines,
+            f"upstream side ({self.upstream}):",
+            *(f"{stamp(at)}  {text}" for at, _, text in events),
+        ]
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -292,7 +308,9 @@ class FaultProxy(FaultServer):
             except UpstreamDropped as drop:
                 with core.lock:
                     if link.ended_by is None:
-                        self._end_link(link, f"upstream_{drop.kind}" if drop.kind == "reset" else "upstream_close")
+                        self._end_link(
+                            link, f"upstream_{drop.kind}" if drop.kind == "reset" else "upstream_close"
+                        )
                 if reused and attempt == 1 and not drop.simulated and drop.partial.status is None:
                     continue  # a stale keep-alive connection: the upstream never saw the request
                 return await self._upstream_dropped(request, link, drop)
@@ -378,9 +396,14 @@ class FaultProxy(FaultServer):
         with self._core.lock:
             self._end_link(link, "fault", kind)
             firing = FaultFiring(
-                kind, handle.fault.at, link.id, request.index, now(),
+                kind,
+                handle.fault.at,
+                link.id,
+                request.index,
+                now(),
                 f"upstream connection {link.id}, after {partial.body_size} body bytes"
-                if partial.status is not None else f"upstream connection {link.id}",
+                if partial.status is not None
+                else f"upstream connection {link.id}",
             )
             link.faults.append(firing)
         handle._record(firing)
@@ -410,8 +433,12 @@ class FaultProxy(FaultServer):
             handle = self._take_up(moment, request)
             if handle is not None:
                 size = partial.body_size
-                cut = 0 if moment == "after_headers" else size // 2 if handle.fault.body_bytes is None else min(
-                    handle.fault.body_bytes, size
+                cut = (
+                    0
+                    if moment == "after_headers"
+                    else size // 2
+                    if handle.fault.body_bytes is None
+                    else min(handle.fault.body_bytes, size)
                 )
                 partial = partial.cut(cut)
                 self._fire_up(handle, link, request, partial)
@@ -466,10 +493,14 @@ class FaultProxy(FaultServer):
         # Never sent: the wire is closed, so the connection loop ends quietly on it.
         return Response(502, b"", close=True)
 
-    def _mirror(self, state: ConnectionState, wire: Wire, request: Request, drop: UpstreamDropped, what: str) -> None:
+    def _mirror(
+        self, state: ConnectionState, wire: Wire, request: Request, drop: UpstreamDropped, what: str
+    ) -> None:
         """Drop the client's connection as the upstream's dropped (the caller holds the lock)."""
         current = state.requests[request.index_on_connection - 1]
-        self._core.ledger.settle(state, current, Outcome("fault", fault=f"{drop.kind}@{drop.at}", detail=what))
+        self._core.ledger.settle(
+            state, current, Outcome("fault", fault=f"{drop.kind}@{drop.at}", detail=what)
+        )
         if drop.kind == "reset":
             wire.reset()
         else:

@@ -89,9 +89,9 @@ class Response:
         object.__setattr__(self, "headers", tuple(pairs))
         object.__setattr__(self, "chunked", chunked)
         object.__setattr__(self, "close_delimited", close_delimited)
-        object.__setattr__(self, "close", close or any(
-            n.lower() == "connection" and "close" in v.lower() for n, v in pairs
-        ))
+        object.__setattr__(
+            self, "close", close or any(n.lower() == "connection" and "close" in v.lower() for n, v in pairs)
+        )
         object.__setattr__(self, "_head", _render_head(status, pairs))
 
     @property

@@ -261,7 +261,9 @@ class FaultServer(IdleCommands):
             assert task is not None
             await self._counted(sock, state, task.cancel)
 
-    async def _counted(self, sock: socket.socket, state: ConnectionState, cancel: Callable[[], object]) -> None:
+    async def _counted(
+        self, sock: socket.socket, state: ConnectionState, cancel: Callable[[], object]
+    ) -> None:
         core = self._core
         try:
             with core.lock:
@@ -506,4 +508,3 @@ class FaultServer(IdleCommands):
         from ._timeline import timeline
 
         return timeline(self.connections, self.started_at)
-

@@ -18,12 +18,18 @@ def timeline(connections: Iterable[Connection], started_at: float, limit: int = 
         events.append((conn.opened_at, 0, f"conn {conn.id}  opened (client port {conn.client_port}{tls})"))
         for req in conn.requests:
             events.append(
-                (req.received_at, 1, f"conn {conn.id}  request {req.index}: {req.method} {req.target} -> {req.outcome}")
+                (
+                    req.received_at,
+                    1,
+                    f"conn {conn.id}  request {req.index}: {req.method} {req.target} -> {req.outcome}",
+                )
             )
         for firing in conn.faults:
             how = "commanded" if firing.commanded else "fired"
             detail = f" ({firing.detail})" if firing.detail else ""
-            events.append((firing.fired_at, 2, f"conn {conn.id}  fault {firing.kind}@{firing.at} {how}{detail}"))
+            events.append(
+                (firing.fired_at, 2, f"conn {conn.id}  fault {firing.kind}@{firing.at} {how}{detail}")
+            )
         if conn.closed_at is not None:
             unread = f", {len(conn.unread)} bytes unread" if conn.unread else ""
             if conn.tls_error:
@@ -34,5 +40,5 @@ def timeline(connections: Iterable[Connection], started_at: float, limit: int = 
     if len(lines) > limit:
         head = limit // 2
         skipped = len(lines) - limit
-        lines = lines[:head] + [f"... {skipped} events left out ..."] + lines[-(limit - head):]
+        lines = lines[:head] + [f"... {skipped} events left out ..."] + lines[-(limit - head) :]
     return lines

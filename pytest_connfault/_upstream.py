@@ -96,8 +96,13 @@ class Link:
 
     def snapshot(self) -> UpstreamConnection:
         return UpstreamConnection(
-            self.id, self.local_port, self.opened_at, self.closed_at, self.ended_by,
-            tuple(self.requests), tuple(self.faults),
+            self.id,
+            self.local_port,
+            self.opened_at,
+            self.closed_at,
+            self.ended_by,
+            tuple(self.requests),
+            tuple(self.faults),
         )
 
 
@@ -192,9 +197,7 @@ def stale(sock: socket.socket) -> str | None:
     return "upstream_close" if not data else "error"
 
 
-async def connect(
-    family: int, address: Any, tls: ssl.SSLContext | None, hostname: str
-) -> tuple[Wire, int]:
+async def connect(family: int, address: Any, tls: ssl.SSLContext | None, hostname: str) -> tuple[Wire, int]:
     """A new connection to the upstream (TLS handshake done): its wire, and our local port."""
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

@@ -96,4 +96,3 @@ async def wait_for(
     finally:
         unsubscribe()
     return is_done()
-

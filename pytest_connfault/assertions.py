@@ -157,7 +157,9 @@ def assert_new_connection(server: FaultServer, *, request: int = -1, client: obj
     __tracebackhide__ = True
     record = _pick(server, request, "assert_new_connection", client)
     if record.index_on_connection != 1:
-        earlier = [r for r in server.requests if r.connection_id == record.connection_id and r.index < record.index]
+        earlier = [
+            r for r in server.requests if r.connection_id == record.connection_id and r.index < record.index
+        ]
         carried = ", ".join(_req(r) for r in earlier)
         raise AssertionError(
             f"assert_new_connection: expected {_req(record)} to arrive on a new connection; it arrived "
@@ -207,9 +209,7 @@ def _ledger_text(record: Connection) -> str:
         state = f"half-closed by the server ({record.ended_by})"
     else:  # closed, or being closed: the server records how before its loop lets go of the socket
         state = f"closed, ended by {record.ended_by}"
-    faults = "".join(
-        f", fault {f.kind}@{f.at}{' (commanded)' if f.commanded else ''}" for f in record.faults
-    )
+    faults = "".join(f", fault {f.kind}@{f.at}{' (commanded)' if f.commanded else ''}" for f in record.faults)
     return f"connection {record.id}, {state}{faults}, {requests}"
 
 

@@ -82,7 +82,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     rate = config.getoption("connfault_chaos", None)
     if rate is not None and not 0 <= rate <= 1:
-        raise pytest.UsageError(f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1")
+        raise pytest.UsageError(
+            f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -126,7 +128,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 chaos_from_mark(mark, 0)
             except (FaultSpecError, TypeError) as exc:
                 pytest.fail(f"{where}: @pytest.mark.connfault('chaos'): {exc}", pytrace=False)
-            if not {"connfault_server", "connfault_tls_server", "connfault_proxy"} & set(metafunc.fixturenames):
+            if not {"connfault_server", "connfault_tls_server", "connfault_proxy"} & set(
+                metafunc.fixturenames
+            ):
                 pytest.fail(
                     f"{where}: @pytest.mark.connfault('chaos') arms chaos on the connfault_server, "
                     "connfault_tls_server or connfault_proxy fixture, which this test does not use",
@@ -480,7 +484,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             handler_errors = server.handler_errors
             if not lines and not handler_errors:
                 continue
-            title = "connfault ledger" + (f" (server {number}: {server.url})" if len(servers) > 1 else f" ({server.url})")
+            title = "connfault ledger" + (
+                f" (server {number}: {server.url})" if len(servers) > 1 else f" ({server.url})"
+            )
             text = "\n".join(lines) if lines else "(no connections)"
             if handler_errors:
                 text += "\n\nhandler exceptions (answered with 500):\n" + "\n".join(handler_errors)

@@ -98,6 +98,7 @@ class Cell:
         """Send ``(method, path)`` requests concurrently; run ``during()`` while they are in flight."""
         attempts = [Attempt(m, p) for m, p in requests]
         if isinstance(self.driver, AsyncDriver):
+
             async def one(index: int) -> None:
                 method, path = requests[index]
                 attempts[index] = await self._send(method, path, None, timeout)
@@ -113,7 +114,10 @@ class Cell:
         return attempts
 
     async def _burst_threads(
-        self, requests: Sequence[tuple[str, str]], during: Callable[[], Awaitable[None]] | None, timeout: float
+        self,
+        requests: Sequence[tuple[str, str]],
+        during: Callable[[], Awaitable[None]] | None,
+        timeout: float,
     ) -> list[Attempt]:
         driver = self.driver
         assert isinstance(driver, SyncDriver)
@@ -129,7 +133,9 @@ class Cell:
                 attempt.error = exc
             attempt.duration = time.monotonic() - started
 
-        threads = [threading.Thread(target=one, args=(i,), name=f"connfault-burst-{i}") for i in range(len(requests))]
+        threads = [
+            threading.Thread(target=one, args=(i,), name=f"connfault-burst-{i}") for i in range(len(requests))
+        ]
         for thread in threads:
             thread.start()
         try:
@@ -161,9 +167,7 @@ class Cell:
 
     def arrivals(self, path: str, method: str | None = None) -> list[Request]:
         """The requests for ``path`` the server read, in order."""
-        return [
-            r for r in self.server.requests if r.path == path and (method is None or r.method == method)
-        ]
+        return [r for r in self.server.requests if r.path == path and (method is None or r.method == method)]
 
     async def reused(self, handle: Any) -> bool:
         """Whether the client sent its 2nd request on connection 1 (so ``handle`` fires there).
@@ -271,7 +275,9 @@ async def _run(
     return verdict, pool
 
 
-def run_cell(driver: Driver, scenario: Any, make_server: Callable[[], tuple[FaultServer, ClientOptions]]) -> CellResult:
+def run_cell(
+    driver: Driver, scenario: Any, make_server: Callable[[], tuple[FaultServer, ClientOptions]]
+) -> CellResult:
     """Run ``scenario`` against ``driver`` with a fresh server and client; judge and keep evidence."""
     started = time.monotonic()
     server, options = make_server()

@@ -96,7 +96,9 @@ class Driver:
         try:
             return f"{name} {metadata.version(name)}"
         except metadata.PackageNotFoundError:
-            found = getattr(importlib.import_module(self.module), "__version__", None) if self.module else None
+            found = (
+                getattr(importlib.import_module(self.module), "__version__", None) if self.module else None
+            )
             return f"{name} {found or '(version unknown)'}"
 
     def errors(self) -> tuple[type[BaseException], ...]:
@@ -173,7 +175,11 @@ def _context(options: ClientOptions) -> ssl.SSLContext:
 def _httpx_client(cls_name: str, options: ClientOptions) -> Any:
     import httpx
 
-    limits = httpx.Limits() if options.max_connections is None else httpx.Limits(max_connections=options.max_connections)
+    limits = (
+        httpx.Limits()
+        if options.max_connections is None
+        else httpx.Limits(max_connections=options.max_connections)
+    )
     return getattr(httpx, cls_name)(limits=limits, verify=_context(options))
 
 
@@ -267,7 +273,9 @@ class Urllib3Driver(SyncDriver):
     def request(self, client: Any, method: str, url: str, body: bytes | None, timeout: float) -> Reply:
         import urllib3
 
-        response = client.request(method, url, body=body, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+        response = client.request(
+            method, url, body=body, timeout=urllib3.Timeout(connect=timeout, read=timeout)
+        )
         return Reply(response.status, response.data)
 
     def close(self, client: Any) -> None:

@@ -17,7 +17,14 @@ from ._model import ERROR, FAILED, INFORMATIONAL, LEGEND, NON_STRICT, OK, OUTCOM
 WIDTH = 100
 COLUMN = 11
 #: What a cell shows in the terminal (INFORMATIONAL is shortened to fit a column).
-SHORT = {OK: "OK", NON_STRICT: "NON-STRICT", INFORMATIONAL: "INFO", FAILED: "FAILED", SKIPPED: "skipped", ERROR: "ERROR"}
+SHORT = {
+    OK: "OK",
+    NON_STRICT: "NON-STRICT",
+    INFORMATIONAL: "INFO",
+    FAILED: "FAILED",
+    SKIPPED: "skipped",
+    ERROR: "ERROR",
+}
 #: Terminal colours (TerminalWriter markup) of each outcome.
 MARKUP: dict[str, dict[str, bool]] = {
     OK: {"green": True},

@@ -69,7 +69,9 @@ def document(matrix: Matrix) -> dict[str, Any]:
             }
             for c in matrix.clients
         },
-        "scenarios": {s.id: {"title": s.title, "source": s.source, "needs": s.needs} for s in matrix.scenarios},
+        "scenarios": {
+            s.id: {"title": s.title, "source": s.source, "needs": s.needs} for s in matrix.scenarios
+        },
         "summary": {o: counts[o] for o in OUTCOMES if counts[o]},
         "legend": dict(LEGEND),
         "environment": environment(),
@@ -119,7 +121,10 @@ def _e(value: object) -> str:
 
 def _evidence(cell: dict[str, Any]) -> str:
     evidence = cell.get("evidence") or {}
-    parts = [f'<p class="reason">{_e(cell["reason"])}</p>', f"<p>duration: {cell['duration'] * 1000:.1f} ms</p>"]
+    parts = [
+        f'<p class="reason">{_e(cell["reason"])}</p>',
+        f"<p>duration: {cell['duration'] * 1000:.1f} ms</p>",
+    ]
     exc = evidence.get("exception")
     if exc:
         chain = "".join(f"\n  caused by {line}" for line in exc.get("chain", []))
@@ -154,7 +159,10 @@ def to_html(data: dict[str, Any]) -> str:
         + "</p>",
         '<table id="matrix"><thead><tr><th>scenario</th>',
     ]
-    out += [f'<th data-client="{_e(c)}">{_e(c)}<br><small>{_e(data["clients"][c]["version"])}</small></th>' for c in clients]
+    out += [
+        f'<th data-client="{_e(c)}">{_e(c)}<br><small>{_e(data["clients"][c]["version"])}</small></th>'
+        for c in clients
+    ]
     out.append("</tr></thead><tbody>")
     for sid in data["scenarios"]:
         out.append(f'<tr data-scenario="{_e(sid)}"><th><a href="#s-{_e(sid)}">{_e(sid)}</a></th>')
@@ -171,14 +179,21 @@ def to_html(data: dict[str, Any]) -> str:
         out.append("</tr>")
     out.append("</tbody></table>")
     out.append('<h2>Legend</h2><table id="legend">')
-    out += [f'<tr class="v-{_e(v.lower())}"><th>{_e(v)}</th><td>{_e(text)}</td></tr>' for v, text in data["legend"].items()]
-    out.append('</table><h2>Scenarios</h2><table id="scenarios"><tr><th>id</th><th>description</th><th>source</th></tr>')
+    out += [
+        f'<tr class="v-{_e(v.lower())}"><th>{_e(v)}</th><td>{_e(text)}</td></tr>'
+        for v, text in data["legend"].items()
+    ]
+    out.append(
+        '</table><h2>Scenarios</h2><table id="scenarios"><tr><th>id</th><th>description</th><th>source</th></tr>'
+    )
     for sid, about in data["scenarios"].items():
         needs = f" (needs {about['needs']})" if about["needs"] else ""
         out.append(
             f'<tr id="s-{_e(sid)}"><td>{_e(sid)}</td><td>{_e(about["title"])}{_e(needs)}</td><td>{_e(about["source"])}</td></tr>'
         )
-    out.append('</table><h2>Clients</h2><table id="clients"><tr><th>client</th><th>version</th><th>status</th></tr>')
+    out.append(
+        '</table><h2>Clients</h2><table id="clients"><tr><th>client</th><th>version</th><th>status</th></tr>'
+    )
     for name, about in data["clients"].items():
         status = about["status"] + (f": {about['reason']}" if about["reason"] else "")
         out.append(f"<tr><td>{_e(name)}</td><td>{_e(about['version'])}</td><td>{_e(status)}</td></tr>")
@@ -186,4 +201,3 @@ def to_html(data: dict[str, Any]) -> str:
     out += [f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in data["environment"].items()]
     out.append("</table></body></html>")
     return "\n".join(out) + "\n"
-

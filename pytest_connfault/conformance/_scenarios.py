@@ -40,7 +40,9 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(id: str, title: str, source: str, needs: str = "") -> Callable[[Callable[[Cell], Awaitable[Verdict]]], Callable[[Cell], Awaitable[Verdict]]]:
+def scenario(
+    id: str, title: str, source: str, needs: str = ""
+) -> Callable[[Callable[[Cell], Awaitable[Verdict]]], Callable[[Cell], Awaitable[Verdict]]]:
     """Register the decorated coroutine as a scenario."""
 
     def register(run: Callable[[Cell], Awaitable[Verdict]]) -> Callable[[Cell], Awaitable[Verdict]]:
@@ -99,7 +101,9 @@ async def drop_idle_then_get(cell: Cell, kind: str, what: str) -> Verdict:
     dropped = await getattr(cell.server, f"{kind}_idle_async")()
     await cell.settle()
     if len(dropped) != 1:
-        return informational(f"the client kept {len(dropped)} idle connections after one request; nothing to drop")
+        return informational(
+            f"the client kept {len(dropped)} idle connections after one request; nothing to drop"
+        )
     attempt = await cell.get("/second")
     return judge_reconnect(cell, attempt, dropped[0].id, what)
 
@@ -212,7 +216,9 @@ async def read_then_reset(cell: Cell, method: str) -> Verdict:
             "have processed must not be resent (RFC 9110 §9.2.2), the reset should surface as an error"
         )
     if attempt.is_ok:
-        return ok(f"retried the idempotent GET on a new connection (read {reads} times; RFC 9112 §9.3.1 allows it)")
+        return ok(
+            f"retried the idempotent GET on a new connection (read {reads} times; RFC 9112 §9.3.1 allows it)"
+        )
     return ok(f"surfaced {exception_text(attempt.error)}; not resent (the server read it once)")
 
 
@@ -249,7 +255,9 @@ async def limit_close_header(cell: Cell) -> Verdict:
         return verdict
     last = await cell.get("/last")
     if not last.is_ok:
-        return cell.unclear(last) or failed(f"the Connection: close response failed: {exception_text(last.error)}")
+        return cell.unclear(last) or failed(
+            f"the Connection: close response failed: {exception_text(last.error)}"
+        )
     attempt = await cell.get("/third")
     if not attempt.is_ok:
         return cell.unclear(attempt) or failed(

@@ -36,8 +36,12 @@ CLIENTS_HELP = (
 )
 SCENARIO_HELP = "only the scenarios with these comma-separated IDs (globs allowed); implies --connfault"
 LIST_HELP = "list the conformance scenarios and clients, with descriptions and sources, and exit"
-STRICT_HELP = "fail the NON-STRICT cells too (like h2spec --strict): for a client that means to do better than allowed"
-REPORT_HELP = "write the matrix to PATH: JSON (.json) or a self-contained HTML page (.html); implies --connfault"
+STRICT_HELP = (
+    "fail the NON-STRICT cells too (like h2spec --strict): for a client that means to do better than allowed"
+)
+REPORT_HELP = (
+    "write the matrix to PATH: JSON (.json) or a self-contained HTML page (.html); implies --connfault"
+)
 
 
 class Conformance:
@@ -97,11 +101,27 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(*GROUP)
-    group.addoption("--connfault", nargs="?", const="all", default=None, metavar="CLIENTS", dest="connfault", help=CLIENTS_HELP)
-    group.addoption("--connfault-scenario", default=None, metavar="ID,...", dest="connfault_scenario", help=SCENARIO_HELP)
-    group.addoption("--connfault-list", action="store_true", default=False, dest="connfault_list", help=LIST_HELP)
-    group.addoption("--connfault-report", default=None, metavar="PATH", dest="connfault_report", help=REPORT_HELP)
-    group.addoption("--connfault-strict", action="store_true", default=False, dest="connfault_strict", help=STRICT_HELP)
+    group.addoption(
+        "--connfault",
+        nargs="?",
+        const="all",
+        default=None,
+        metavar="CLIENTS",
+        dest="connfault",
+        help=CLIENTS_HELP,
+    )
+    group.addoption(
+        "--connfault-scenario", default=None, metavar="ID,...", dest="connfault_scenario", help=SCENARIO_HELP
+    )
+    group.addoption(
+        "--connfault-list", action="store_true", default=False, dest="connfault_list", help=LIST_HELP
+    )
+    group.addoption(
+        "--connfault-report", default=None, metavar="PATH", dest="connfault_report", help=REPORT_HELP
+    )
+    group.addoption(
+        "--connfault-strict", action="store_true", default=False, dest="connfault_strict", help=STRICT_HELP
+    )
 
 
 def all_drivers(config: pytest.Config) -> list[Driver]:
@@ -115,7 +135,9 @@ def all_drivers(config: pytest.Config) -> list[Driver]:
                     "pytest_connfault.conformance.SyncDriver or AsyncDriver"
                 )
             if any(d.name == driver.name for d in drivers):
-                raise pytest.UsageError(f"two conformance drivers are named {driver.name!r}; names must be unique")
+                raise pytest.UsageError(
+                    f"two conformance drivers are named {driver.name!r}; names must be unique"
+                )
             drivers.append(driver)
     return drivers
 
@@ -168,7 +190,9 @@ def select_scenarios(spec: str | None) -> list[Scenario]:
 
 def _is_active(config: pytest.Config) -> bool:
     option = config.option
-    return any(getattr(option, name, None) for name in ("connfault", "connfault_scenario", "connfault_report"))
+    return any(
+        getattr(option, name, None) for name in ("connfault", "connfault_scenario", "connfault_report")
+    )
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -183,7 +207,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     missing = tls_missing()
     lines = [f"connfault conformance scenarios ({len(scenarios)}):", ""]
     for s in scenarios:
-        needs = f" [needs {s.needs}{': ' + missing if s.needs == 'tls' and missing else ''}]" if s.needs else ""
+        needs = (
+            f" [needs {s.needs}{': ' + missing if s.needs == 'tls' and missing else ''}]" if s.needs else ""
+        )
         lines += [f"{s.id}{needs}", f"    {s.title}", f"    source: {s.source}"]
     lines += ["", f"clients ({len(drivers)}):"]
     for d in drivers:
@@ -235,10 +261,14 @@ class ConformanceItem(pytest.Item):
         if why is not None:
             self._skip(f"{self.driver.name}: {why}")
         if self.scenario.needs == "tls":
-            missing = tls_missing() or (None if self.driver.supports_tls else f"{self.driver.name} has no TLS support")
+            missing = tls_missing() or (
+                None if self.driver.supports_tls else f"{self.driver.name} has no TLS support"
+            )
             if missing:
                 self._skip(f"{self.scenario.id} needs TLS: {missing}")
-        self.result = result = run_cell(self.driver, self.scenario, lambda: self.state.server_for(self.scenario))
+        self.result = result = run_cell(
+            self.driver, self.scenario, lambda: self.state.server_for(self.scenario)
+        )
         self.user_properties.append(("connfault_verdict", result.verdict))
         failing = (FAILED, ERROR, NON_STRICT) if self.config.option.connfault_strict else (FAILED, ERROR)
         if result.verdict in failing:
@@ -272,7 +302,9 @@ class CellFailed(Exception):
             lines.append(f"exception: {exc['type']}: {exc['message']}")
             lines += [f"  caused by {c}" for c in exc.get("chain", [])]
         if ev.get("traceback"):
-            lines += ["traceback:"] + [f"  {line}" for chunk in ev["traceback"] for line in chunk.rstrip().splitlines()]
+            lines += ["traceback:"] + [
+                f"  {line}" for chunk in ev["traceback"] for line in chunk.rstrip().splitlines()
+            ]
         lines += ["requests:"] + [f"  {a}" for a in ev.get("attempts", [])]
         lines += ["server ledger:"] + [f"  {e}" for e in ev.get("ledger", [])]
         pool = ev.get("pool") or {}
@@ -292,7 +324,11 @@ class ConformanceSuite(pytest.Collector):
         for scenario in state.scenarios:
             for driver in state.drivers:
                 yield ConformanceItem.from_parent(
-                    self, name=f"conformance[{scenario.id}-{driver.name}]", scenario=scenario, driver=driver, state=state
+                    self,
+                    name=f"conformance[{scenario.id}-{driver.name}]",
+                    scenario=scenario,
+                    driver=driver,
+                    state=state,
                 )
 
 
