@@ -51,13 +51,18 @@ def client_context(ca: trustme.CA | None = None, *, strict_eof: bool = True) -> 
     without ``close_notify`` is an error (``SSLEOFError``; a plain ``SSLError`` with reason
     ``UNEXPECTED_EOF_WHILE_READING`` on Python 3.9) rather than a clean end of stream: a cut-short
     body can then be seen. Recent Pythons leave the option off by default; Python 3.9 with OpenSSL 3
-    sets it on every new context (python/cpython#87960), so there clearing it matters.
+    sets it on every new context (python/cpython#87960), so there clearing it matters. With
+    ``strict_eof=False`` the option is set, where OpenSSL has it: such a close reads as a plain end
+    of stream, as a TCP FIN does.
     """
     ca = default_ca() if ca is None else ca
     context = ssl.create_default_context()
     ca.configure_trust(context)
+    ignore_unexpected_eof = getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
     if strict_eof:
-        context.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+        context.options &= ~ignore_unexpected_eof
+    else:
+        context.options |= ignore_unexpected_eof
     return context
 
 

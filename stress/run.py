@@ -354,8 +354,8 @@ def run_round(
     result = RoundResult(backend + (" tls" if tls else ""))
     started = time.monotonic()
     server = FaultServer(backend=backend, handler=echo, max_connections=None, tls=tls or None).start()
-    # Without OP_IGNORE_UNEXPECTED_EOF cleared: a FIN without close_notify reads as an EOF, as in
-    # plain TCP, so that the observations keep their meaning over TLS.
+    # With OP_IGNORE_UNEXPECTED_EOF set (strict_eof=False): a FIN without close_notify reads as an
+    # EOF, as in plain TCP, so that the observations keep their meaning over TLS.
     context = client_context(strict_eof=False) if tls else None
     try:
         plan: dict[int, tuple[Choice, Any]] = {}
