@@ -58,16 +58,14 @@ class _Epoll(Generic[W]):
             except FileNotFoundError:  # a stale entry: its socket closed without forget()
                 self.epoll.register(fd, self._mask(entry))
 
-    def disarm(self, fd: int, read: bool, waiter: W) -> bool:
-        """Forget a wait that ended otherwise; whether it was still pending.
+    def disarm(self, fd: int, read: bool, waiter: W) -> None:
+        """Forget a wait that ended otherwise (cancelled); no-op if it was already handed its outcome.
 
         The registration may stay armed: if it fires, ``dispatch`` finds no waiter and ignores it.
         """
         entry = self.waiters.get(fd)
         if entry is not None and entry[0 if read else 1] is waiter:
             entry[0 if read else 1] = None
-            return True
-        return False
 
     def interrupt(self, fd: int, read: bool, outcome: str) -> None:
         """Hand the pending wait on ``fd`` (if any) ``outcome`` now."""
@@ -132,7 +130,7 @@ class Poller(_Epoll["asyncio.Future[str]"]):
         try:
             return await future
         finally:
-            if not future.done():  # cancelled (the server stops)
+            if future.cancelled():  # the task was cancelled (the server stops)
                 self.disarm(fd, read, future)
 
     def close(self) -> None:
