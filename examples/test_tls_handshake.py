@@ -20,9 +20,9 @@ import pytest
 import requests
 import trio
 import urllib3
-from aiohttp_tls import TidyConnector
 
 from pytest_connfault import FaultServer
+from pytest_connfault.aiohttp_tls import tidy_connector
 
 #: The connect timeout for the stalled handshake (the others get 5 s, so a loaded machine is no issue).
 STALL_TIMEOUT = 0.3
@@ -67,8 +67,8 @@ def via_urllib3(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
 def via_aiohttp(url: str, ssl_context: Any, bundle: str, connect: float) -> int:
     async def fetch() -> int:
         timeout = aiohttp.ClientTimeout(total=5, sock_connect=connect)
-        # no TLS transport left open on old aiohttp or Python: see aiohttp_tls.py
-        async with aiohttp.ClientSession(timeout=timeout, connector=TidyConnector()) as session:
+        # no TLS transport left open on old aiohttp or Python (pytest_connfault.aiohttp_tls)
+        async with aiohttp.ClientSession(timeout=timeout, connector=tidy_connector()) as session:
             async with session.get(url, ssl=ssl_context) as response:
                 await response.read()
                 return response.status

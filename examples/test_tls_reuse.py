@@ -20,9 +20,9 @@ import httpx
 import pytest
 import requests
 import urllib3
-from aiohttp_tls import AIOHTTP_VERSION, TidyConnector
 
 from pytest_connfault import FaultServer, assert_pool, pool_snapshot
+from pytest_connfault.aiohttp_tls import tidy_connector
 
 #: How the idle connection dies: by a command, or by a fault armed ahead (close_notify=False).
 DROPS = ["close_notify", "abrupt_close", "reset", "half_close"]
@@ -132,7 +132,7 @@ async def until_no_live_idle_connection(session: aiohttp.ClientSession) -> None:
 #: aiohttp before 3.10 hands a new TLS connection back to its pool only a loop turn after the first
 #: response on it was read: the release waits for the done callbacks of the request's writer task,
 #: which can finish on the same loop turn as the response. aiohttp 3.10 releases it at once.
-RELEASES_A_TURN_LATE = AIOHTTP_VERSION < (3, 10)
+RELEASES_A_TURN_LATE = tuple(int(part) for part in aiohttp.__version__.split(".")[:2]) < (3, 10)
 
 
 async def until_released(session: aiohttp.ClientSession) -> None:
@@ -152,8 +152,8 @@ async def test_aiohttp_reconnects_after_tls_idle_drop(
     """aiohttp.ClientSession over TLS (ssl=context): the same; its dead entry may linger as "closed"."""
     handle = arm(connfault_tls_server, drop)
     get: Callable[..., Any]
-    # no TLS transport left open on old aiohttp or Python: see aiohttp_tls.py
-    async with aiohttp.ClientSession(connfault_tls_server.url, connector=TidyConnector()) as session:
+    # no TLS transport left open on old aiohttp or Python (pytest_connfault.aiohttp_tls)
+    async with aiohttp.ClientSession(connfault_tls_server.url, connector=tidy_connector()) as session:
         get = session.get
         async with get("/first", ssl=connfault_client_ssl_context) as response:
             assert response.status == 200

@@ -24,9 +24,9 @@ import pytest
 import requests
 import trio
 import urllib3
-from aiohttp_tls import TidyConnector
 
 from pytest_connfault import FaultServer, Response
+from pytest_connfault.aiohttp_tls import tidy_connector
 
 BODY = b"0123456789" * 10
 CUT = 40
@@ -92,9 +92,9 @@ def via_urllib3(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
 
 def via_aiohttp(url: str, ssl_context: Any, bundle: str) -> tuple[int, bytes]:
     async def fetch() -> tuple[int, bytes]:
-        # no TLS transport left open on old aiohttp or Python: see aiohttp_tls.py
+        # no TLS transport left open on old aiohttp or Python (pytest_connfault.aiohttp_tls)
         timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout, connector=TidyConnector()) as session:
+        async with aiohttp.ClientSession(timeout=timeout, connector=tidy_connector()) as session:
             async with session.get(url, ssl=ssl_context) as response:
                 return response.status, await response.read()
 

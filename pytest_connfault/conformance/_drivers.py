@@ -12,7 +12,6 @@ for a pool limit: the matrix tests what users of the client get.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import ssl
@@ -338,8 +337,11 @@ class AiohttpDriver(AsyncDriver):
     async def open(self, options: ClientOptions) -> Any:
         import aiohttp
 
+        from ..aiohttp_tls import tidy_connector
+
         limit = 100 if options.max_connections is None else options.max_connections
-        connector = _tidy_connector_type()(limit=limit, ssl=_context(options))
+        # No TLS socket outlives its cell, whatever aiohttp and Python (see aiohttp_tls.py).
+        connector = tidy_connector(limit=limit, ssl=_context(options))
         return aiohttp.ClientSession(connector=connector)
 
     async def request(self, client: Any, method: str, url: str, body: bytes | None, timeout: float) -> Reply:
@@ -351,50 +353,6 @@ class AiohttpDriver(AsyncDriver):
 
     async def close(self, client: Any) -> None:
         await client.close()
-
-
-@functools.cache
-def _tidy_connector_type() -> type[Any]:
-    """An aiohttp ``TCPConnector`` that aborts, when it closes, the TLS transports it handed out.
-
-    So that no TLS socket outlives its cell, whatever aiohttp and Python: aiohttp before 3.12.4
-    returns from ``close()`` with each TLS shutdown still waiting for the server's answer
-    (aio-libs/aiohttp#1925), and on Python before 3.11 a TLS transport that the server closed is
-    never marked closed, since aiohttp drops it without ``close()`` (python/cpython#90476); either
-    way asyncio warns ``unclosed transport`` whenever the garbage collector finds it later. Aborting
-    is what current aiohttp does itself at close, and a no-op on a transport already closed.
-    """
-    import asyncio
-
-    import aiohttp
-
-    class TidyConnector(aiohttp.TCPConnector):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.transports: dict[int, asyncio.Transport] = {}
-
-        async def connect(self, *args: Any, **kwargs: Any) -> Any:
-            connection = await super().connect(*args, **kwargs)
-            transport = connection.transport
-            tls = transport is not None and transport.get_extra_info("sslcontext") is not None
-            if tls and isinstance(transport, asyncio.Transport):
-                self.transports[id(transport)] = transport
-            return connection
-
-        def close(self, **kwargs: Any) -> Any:
-            # A coroutine in recent aiohttp, a method returning an awaitable in old ones: either way
-            # the session awaits what this returns, and the connections are closed once it is done.
-            closing = super().close(**kwargs)
-
-            async def then_abort() -> None:
-                await closing
-                for transport in self.transports.values():
-                    transport.abort()
-                self.transports.clear()
-
-            return then_abort()
-
-    return TidyConnector
 
 
 BUILTIN_DRIVERS: tuple[Driver, ...] = (
