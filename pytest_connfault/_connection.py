@@ -220,8 +220,8 @@ class ConnectionLoop(LateReads):
         applies to the second, and an idle fault armed during a pause counts from its start.
         """
         core = self.core
-        if not self.state.requests and not core.plan.handles and self.wire.has_bytes():
-            return True  # the first request is usually there already: no wait
+        if self.state.tls and not self.state.requests and not core.plan.handles and self.wire.has_bytes():
+            return True  # the first request is usually there already (decrypted with the handshake)
         while True:
             with core.lock:
                 idle = [h for h in core.plan.handles if h.fault.at == "idle" and not h.is_exhausted]
@@ -242,6 +242,13 @@ class ConnectionLoop(LateReads):
         handle = self._take("before_request", next_index=len(core.ledger.requests) + 1)
         # The bytes waiting are kept as unread by a drop (see _drop).
         return not (handle is not None and await self._fire(handle, None))
+
+    def _arrived(self) -> bytes | None:
+        """A plain connection's first bytes if they have arrived (the usual case), read without a
+        wait; None when the loop must wait at the request boundary (see ``_await_request``)."""
+        if self.state.tls or self.state.requests or self.core.plan.handles:
+            return None
+        return self.wire.receive_now()
 
     async def _pause(self, idle: list[FaultHandle]) -> FaultHandle | None:
         """Wait for bytes; on the way, the first idle fault whose own time passes (and selects us)."""
@@ -266,9 +273,13 @@ class ConnectionLoop(LateReads):
                 if self.pending_eof:
                     self._end(EndedBy.CLIENT_FIN)
                     return None
-                if not await self._await_request():
-                    return None
-                data = await self.wire.receive()
+                arrived = self._arrived()
+                if arrived is not None:
+                    data = arrived
+                else:
+                    if not await self._await_request():
+                        return None
+                    data = await self.wire.receive()
                 if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
                     await self._read_after_half_close(data)
                     return None

@@ -209,38 +209,42 @@ class FaultServer(IdleCommands):
         self.stop()
 
     def _accept_ready(self) -> None:
-        """On the loop thread, when the listener is readable: accept every waiting connection."""
+        """On the loop thread, when the listener is readable: accept one waiting connection.
+
+        One per call: the acceptor's selector is level-triggered, so while more connections wait it
+        calls again on the loop's next turn, and the usual single connection costs no second
+        ``accept`` that would only fail with ``EAGAIN``.
+        """
         core = self._core
         listener = self._listener
         assert listener is not None
         assert self._loop is not None
-        while True:
-            with core.lock:
-                # stop() sets ``stopping`` under this lock before it closes the listener: checked
-                # here under it, an accept never meets a closed (or reused) descriptor.
-                if core.stopping:
-                    return
-                try:
-                    sock, address = listener.accept()
-                except BlockingIOError:
-                    return
-                except OSError as exc:  # e.g. out of file descriptors
-                    error = f"accept failed: {exc!r}"
-                    if error not in core.errors[-1:]:
-                        core.errors.append(error)
-                    return
-                sock.setblocking(False)
-                if sock.family != socket.AF_UNIX:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                # Numbered here, in accept order: the tasks may start in another (trio shuffles).
-                state = core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
-                limit = self.options.max_connections
-                if limit is not None and core.serving >= limit:
-                    state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
-                else:
-                    core.serving += 1
-                self._tasks += 1
-            self._loop.start_task(self._connection_task, sock, state)
+        with core.lock:
+            # stop() sets ``stopping`` under this lock before it closes the listener: checked
+            # here under it, an accept never meets a closed (or reused) descriptor.
+            if core.stopping:
+                return
+            try:
+                sock, address = listener.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. out of file descriptors
+                error = f"accept failed: {exc!r}"
+                if error not in core.errors[-1:]:
+                    core.errors.append(error)
+                return
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Numbered here, in accept order: the tasks may start in another (trio shuffles).
+            state = core.ledger.open_connection(address[1], now(), tls=self.tls_context is not None)
+            limit = self.options.max_connections
+            if limit is not None and core.serving >= limit:
+                state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
+            else:
+                core.serving += 1
+            self._tasks += 1
+        self._loop.start_task(self._connection_task, sock, state)
 
     def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
         with self._core.lock:
@@ -340,7 +344,8 @@ class FaultServer(IdleCommands):
         self._state = "stopped"
         assert self._loop is not None
         if self._begin_stop():
-            self._loop.call_soon(self._end_connections)
+            if not self._clients_ending():
+                self._loop.call_soon(self._end_connections)
             if not self._stopped.wait(COMMAND_TIMEOUT):
                 raise ServerError(f"{self!r} did not stop within {COMMAND_TIMEOUT} s")
         if self._app is not None:
@@ -353,7 +358,8 @@ class FaultServer(IdleCommands):
         self._state = "stopped"
         assert self._loop is not None
         if self._begin_stop():
-            await self._loop.call_async(self._end_connections, timeout=COMMAND_TIMEOUT)
+            if not self._clients_ending():
+                await self._loop.call_async(self._end_connections, timeout=COMMAND_TIMEOUT)
             from ._waiting import wait_for
 
             if not await wait_for(self._on_stopped, self._stopped.is_set, COMMAND_TIMEOUT):
@@ -379,6 +385,25 @@ class FaultServer(IdleCommands):
             return True
         self._finish_stop()
         return False
+
+    def _clients_ending(self) -> bool:
+        """In the caller's thread: whether every open connection is parked at its request boundary
+        with its client's FIN or reset already in the socket (the usual state right after a test
+        closed its client). The loop then ends each one itself as the EOF or reset wakes its wait,
+        and records it, so the stop need not interrupt the loop to cancel them.
+
+        Asked of the kernel's TCP state, never by reading: a read (or peek) would consume a reset
+        that the loop thread must see, and may race it.
+        """
+        core = self._core
+        with core.lock:
+            if len(core.live) != self._tasks:
+                return False
+            for state in core.live.values():
+                wire = state.wire
+                if type(wire) is not Wire or wire not in core.waiting or not wire.peer_ending():
+                    return False
+        return True
 
     def _end_connections(self) -> None:
         """On the loop thread: cancel every connection's task (each records ``server_shutdown``).

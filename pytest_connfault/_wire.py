@@ -22,6 +22,11 @@ from ._poller import WOKEN as _WOKEN
 from ._poller import Poller, TrioPoller, poller_for, trio_poller
 
 RECEIVE_SIZE = 65536
+
+#: ``getsockopt`` of the TCP state (Linux; None elsewhere) and the states (``tcp_states.h``) of a
+#: socket whose peer has ended it: CLOSE (a reset arrived) and CLOSE_WAIT (a FIN arrived).
+_TCP_INFO: int | None = getattr(socket, "TCP_INFO", None)
+_PEER_ENDED_STATES = (7, 8)
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 
 
@@ -77,6 +82,20 @@ class Wire:
                 return self.sock.recv(RECEIVE_SIZE)
             except BlockingIOError:
                 await self.wait_readable()
+
+    def receive_now(self) -> bytes | None:
+        """The bytes that have arrived (``b""`` at the client's EOF), or None if none have: no wait.
+
+        Raises:
+            ConnectionResetError: the client reset the connection.
+            WireClosed: the server closed the socket meanwhile.
+        """
+        if self.closed:
+            raise WireClosed
+        try:
+            return self.sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return None
 
     async def wait_readable(self) -> None:
         """Wait until bytes (or EOF, or an error) can be read.
@@ -188,6 +207,19 @@ class Wire:
             return "rst"
         except OSError:  # BlockingIOError included: nothing has arrived
             return None
+
+    def peer_ending(self) -> bool:
+        """Whether the client's FIN or reset has reached the socket, asked of the kernel's TCP
+        state (``TCP_INFO``, Linux) without reading: safe from any thread, consumes nothing.
+        False where that cannot be told.
+        """
+        if _TCP_INFO is None:
+            return False
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 1)
+        except (OSError, ValueError):  # not TCP, closed meanwhile, or no TCP_INFO here
+            return False
+        return bool(info) and info[0] in _PEER_ENDED_STATES
 
     def peek(self) -> bytes:
         """The bytes waiting to be read, left in place (evidence for the ledger)."""

@@ -147,6 +147,44 @@ def test_a_client_end_the_server_has_not_yet_read_is_still_the_clients(
         assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
 
 
+@pytest.mark.parametrize("how", [FIN, RST])
+def test_a_stop_right_after_the_client_ended_lets_the_loop_record_it(
+    connfault_server_factory: ServerFactory, connfault_backend: str, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual teardown: the client closed (or reset), its connection waits at a request boundary.
+
+    stop() then waits for the loop to read and record the client's end instead of interrupting the
+    loop to cancel the connection. Whether the loop has parked the connection by then is a race,
+    so this repeats until that path is taken, checking the ledger every time.
+    """
+    left_to_the_loop: list[bool] = []
+    clients_ending = FaultServer._clients_ending
+
+    def noted(self: FaultServer) -> bool:  # asked by stop() only while connections are open
+        left_to_the_loop.append(clients_ending(self))
+        return left_to_the_loop[-1]
+
+    monkeypatch.setattr(FaultServer, "_clients_ending", noted)
+    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
+    for attempt in range(200):
+        server = connfault_server_factory(backend=connfault_backend)
+        client = RawClient(server)
+        assert client.request().complete
+        if how == RST:
+            client.reset()
+        else:
+            client.close()
+        server.stop()
+        assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
+        if True in left_to_the_loop:
+            break
+    else:
+        pytest.fail(
+            f"200 stops right after the client's end ({len(left_to_the_loop)} of them with the connection "
+            "still open): none left the ending to the loop"
+        )
+
+
 # -- request records ------------------------------------------------------------------------
 
 
