@@ -19,7 +19,6 @@ import anyio
 
 from ._acceptor import Acceptor
 from ._errors import ConnfaultError
-from ._waiting import callback_for_current_loop
 
 T = TypeVar("T")
 
@@ -212,6 +211,8 @@ class LoopThread:
         if self.in_loop_thread():
             return fn(*args)
         call = _Call(fn, args)
+        from ._waiting import callback_for_current_loop  # asyncio: imported when first needed
+
         notify, wait = callback_for_current_loop()
         call.notify = notify
         self.call_soon(call.run)

@@ -6,7 +6,6 @@ Registered through the ``pytest11`` entry point, so installing the package is al
 from __future__ import annotations
 
 import itertools
-import ssl
 from collections.abc import Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -15,10 +14,16 @@ import pytest
 from ._errors import FaultSpecError, ServerError
 from ._faults import Fault
 from ._loop import BACKENDS, release_loops, retain_loops
-from ._server import FaultServer
 
 if TYPE_CHECKING:
+    import ssl
+
     import trustme
+
+    from ._server import FaultServer
+
+# The server's modules (asyncio, h11, ssl) are imported by the first fixture that starts a server,
+# not with the plugin: pytest loads the plugin in every session of a suite that has it installed.
 
 BACKEND_HELP = "event loop the connfault servers run on: asyncio (default) or trio"
 MARKER_HELP = (
@@ -33,7 +38,7 @@ MARKER_HELP = (
     "replayable with --connfault-seed."
 )
 
-_servers_key = pytest.StashKey[list[FaultServer]]()
+_servers_key = pytest.StashKey["list[FaultServer]"]()
 _PARAM = "_connfault_param"
 
 
@@ -204,7 +209,7 @@ def connfault_backend(pytestconfig: pytest.Config) -> str:
     return _backend(pytestconfig)
 
 
-ServerFactory = Callable[..., FaultServer]
+ServerFactory = Callable[..., "FaultServer"]
 
 
 def _stop_all(servers: Sequence[FaultServer], what: str) -> None:
@@ -247,6 +252,8 @@ def connfault_server_factory(
 
 def _start_server(request: pytest.FixtureRequest, options: dict[str, Any]) -> FaultServer:
     """Start a server for the test; it joins the test's ledger report."""
+    from ._server import FaultServer
+
     if options.get("tls") is True:
         options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
     server = FaultServer(**options).start()

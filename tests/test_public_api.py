@@ -2,22 +2,47 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import types
+
+import pytest
 
 import pytest_connfault
 
 
 def test_all_lists_exactly_the_public_names() -> None:
-    """Every public attribute (not a submodule) is in __all__, and every name in __all__ exists."""
-    public = {
+    """Every public name the package offers (defined, or imported on first use) is in __all__, and
+    every name in __all__ resolves."""
+    offered = {
         name
-        for name, value in vars(pytest_connfault).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name != "annotations"
+        for name in dir(pytest_connfault)
+        if not name.startswith("_")
+        and name != "annotations"
+        and not isinstance(getattr(pytest_connfault, name), types.ModuleType)
     }
-    assert set(pytest_connfault.__all__) == public, (
-        f"missing from __all__: {sorted(public - set(pytest_connfault.__all__))}; "
-        f"in __all__ but not defined: {sorted(set(pytest_connfault.__all__) - public)}"
+    assert set(pytest_connfault.__all__) == offered, (
+        f"missing from __all__: {sorted(offered - set(pytest_connfault.__all__))}; "
+        f"in __all__ but not offered: {sorted(set(pytest_connfault.__all__) - offered)}"
     )
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'FaultSever'"):
+        pytest_connfault.FaultSever  # noqa: B018 - the lookup is the test
+
+
+def test_loading_the_plugin_imports_no_server_machinery() -> None:
+    """pytest loads the plugin in every session where the package is installed: asyncio, h11, ssl
+    and the server wait for the first fixture that starts a server (a fresh interpreter, since
+    this one has them all)."""
+    heavy = ["asyncio", "h11", "ssl", "trio", "pytest_connfault._server", "pytest_connfault._proxy"]
+    code = (
+        "import sys, pytest, pytest_connfault, pytest_connfault.plugin; "
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert loaded.stdout.strip() == "[]", f"imported by the plugin alone: {loaded.stdout.strip()}"
 
 
 def test_public_names_are_documented() -> None:
