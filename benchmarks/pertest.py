@@ -2,7 +2,7 @@
 
 Each sample is one ``pytest`` subprocess on one generated file in a temporary directory (its own
 ``pytest.ini``, so the project's settings do not apply; plugin autoload off, pytest-connfault and
-pytest-httpserver loaded in every variant). The cost of a variant per test is
+pytest-httpserver loaded in every variant, with both servers' modules imported: see ``CONFTEST``). The cost of a variant per test is
 ``(wall - wall of as many empty tests) / tests``. A fresh pytest-httpserver costs up to half a
 second per test, so it runs ``fresh_tests`` tests, against its own empty baseline of the same size.
 A whole pytest run's start-up varies by a few hundred milliseconds on a shared machine, so this
@@ -41,6 +41,11 @@ def get(host, port):
 
 CONFTEST = '''\
 import pytest
+
+# pytest-httpserver's plugin imports its server (werkzeug) as it loads; pytest-connfault's imports its
+# server's modules when the first server starts. Both are imported here, in every variant, so that no
+# variant's per-test figure carries either one-time import (section 1 reports them).
+import pytest_connfault._server  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -177,8 +182,9 @@ def run(config: Config) -> Section:
         "0.5 s poll: its per-test cost is bimodal (about 0 or 500 ms), hence the spread of its samples."
     )
     section.notes.append(
-        "ms/test is wall time over empty tests of the same count (pytest's start-up cancels out; one-time "
-        "costs such as starting connfault's loop thread or importing werkzeug are spread over the tests); CPU is "
+        "ms/test is wall time over empty tests of the same count (pytest's start-up and both tools' imports "
+        "cancel out; other one-time costs, such as starting connfault's loop thread or importing trio, are "
+        "spread over the tests); CPU is "
         "user+sys of the pytest process (both threads), far less sensitive to other load on the machine: on "
         "a busy machine trust the CPU rows. Plugin autoload is "
         "off; only pytest-connfault and pytest-httpserver are loaded, in every variant."
