@@ -397,7 +397,9 @@ class FaultServer(IdleCommands):
         """
         core = self._core
         with core.lock:
-            if len(core.live) != self._tasks:
+            # With a fault armed, the next request boundary may fire one (a before_request stall
+            # would then hold the connection open): the loop must be told to end it.
+            if core.plan.handles or len(core.live) != self._tasks:
                 return False
             for state in core.live.values():
                 wire = state.wire

@@ -167,6 +167,27 @@ def test_stop_right_after_a_burst_of_connections(connfault_server_factory: Serve
         assert all(not c.is_open for c in server.connections)
 
 
+@pytest.mark.parametrize("kind", ["stall", "delay"])
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_stop_right_after_the_client_closed_with_a_fault_armed_for_the_next_request(
+    connfault_server_factory: ServerFactory, backend: str, kind: str
+) -> None:
+    """The client closed; waking on its FIN, the connection reaches a request boundary where a
+    before_request fault for request 2 fires (a stall, a long delay): stop() must still end it
+    within the bound, not wait for the connection to finish on its own."""
+    for attempt in range(10):
+        server = connfault_server_factory(backend=backend)
+        server.inject(kind, at="before_request", request=2, **({"seconds": 30.0} if kind == "delay" else {}))
+        client = RawClient(server)
+        assert client.request().complete
+        client.close()
+        started = time.monotonic()
+        server.stop()
+        took = time.monotonic() - started
+        assert took < STOP_BOUND, f"attempt {attempt + 1}: stop() took {took:.3f} s"
+        assert not server.connection(1).is_open
+
+
 def test_stop_is_idempotent_and_has_an_awaitable_form(connfault_server_factory: ServerFactory) -> None:
     """stop() twice is fine; stop_async() after stop() is a no-op; the factory's teardown stops nothing twice."""
     server = connfault_server_factory()
