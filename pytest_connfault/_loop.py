@@ -15,8 +15,6 @@ import threading
 from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
-import anyio
-
 from ._acceptor import Acceptor
 from ._errors import ConnfaultError
 
@@ -101,6 +99,10 @@ class LoopThread:
 
     def _run(self) -> None:
         try:
+            # Imported here, on the loop thread: the plugin imports this module, and an older anyio
+            # imports much (ssl among it) as it loads, which a session without servers never needs.
+            import anyio
+
             anyio.run(self._main, backend=self.backend)
         except BaseException as exc:  # noqa: BLE001 - reported by the starting thread
             self._error = exc
@@ -110,6 +112,8 @@ class LoopThread:
             self._ready.set()
 
     async def _main(self) -> None:
+        import anyio
+
         stop = anyio.Event()
         if self.backend == "trio":
             import trio

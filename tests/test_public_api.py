@@ -33,10 +33,11 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_loading_the_plugin_imports_no_server_machinery() -> None:
-    """pytest loads the plugin in every session where the package is installed: asyncio, h11, ssl
-    and the server wait for the first fixture that starts a server (a fresh interpreter, since
-    this one has them all)."""
-    heavy = ["asyncio", "h11", "ssl", "trio", "pytest_connfault._server", "pytest_connfault._proxy"]
+    """pytest loads the plugin in every session where the package is installed: anyio, asyncio, h11,
+    ssl and the server wait for the first fixture that starts a server (a fresh interpreter, since
+    this one has them all). anyio too: an older one imports ssl as it loads, and with autoload off,
+    ``-p pytest_connfault.plugin -p anyio`` fails if anyio is imported before its plugin."""
+    heavy = ["anyio", "asyncio", "h11", "ssl", "trio", "pytest_connfault._server", "pytest_connfault._proxy"]
     code = (
         "import sys, pytest, pytest_connfault, pytest_connfault.plugin; "
         f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
