@@ -22,7 +22,12 @@ pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("anyio_backend", ["asyn
 async def test_tls_transports_are_recorded_then_closed_with_the_session(
     connfault_tls_server: FaultServer, connfault_client_ssl_context: ssl.SSLContext
 ) -> None:
-    """One TLS connection, reused: one transport recorded; after close() none is left, and it is closing."""
+    """Each TLS connection's transport is recorded once; after close() none is left, all closing.
+
+    Two requests: aiohttp usually reuses the first connection, but an older one (3.9 in the oldest
+    tox env) returns a connection to its pool only once the request's writer task has finished,
+    which on a loaded machine can come after the second request has taken a new connection.
+    """
     connector = tidy_connector(ssl=connfault_client_ssl_context)
     async with aiohttp.ClientSession(connector=connector) as session:
         for path in ("/first", "/second"):
@@ -30,10 +35,10 @@ async def test_tls_transports_are_recorded_then_closed_with_the_session(
                 assert response.status == 200
                 await response.read()
         recorded = list(connector.transports.values())
-        assert len(recorded) == 1, f"expected the one TLS connection's transport, got {recorded}"
+        opened = len(connfault_tls_server.connections)
+        assert len(recorded) == opened, f"{opened} TLS connection(s) opened, transports recorded: {recorded}"
     assert connector.transports == {}
     assert all(transport.is_closing() for transport in recorded)
-    assert [r.connection_id for r in connfault_tls_server.requests] == [1, 1]
 
 
 async def test_plain_http_transports_are_left_alone(connfault_server: FaultServer) -> None:
