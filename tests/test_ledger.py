@@ -125,6 +125,21 @@ def test_shutdown_is_recorded(connfault_server_factory: ServerFactory) -> None:
     assert not record.is_open
 
 
+def stop_right_after_the_clients_end(factory: ServerFactory, backend: str, how: str, attempt: int) -> None:
+    """One GET on a fresh server, the client closes (FIN) or resets (RST), then at once stop():
+    the ledger must give the end to the client, whichever thread acted first."""
+    server = factory(backend=backend)
+    client = RawClient(server)
+    assert client.request().complete
+    if how == RST:
+        client.reset()
+    else:
+        client.close()
+    server.stop()
+    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
+    assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
+
+
 @pytest.mark.parametrize("how", [FIN, RST])
 def test_a_client_end_the_server_has_not_yet_read_is_still_the_clients(
     connfault_server_factory: ServerFactory, connfault_backend: str, how: str
@@ -134,17 +149,8 @@ def test_a_client_end_the_server_has_not_yet_read_is_still_the_clients(
     Repeated, because which side acts first is a race: either way the ledger must say client_fin
     (client_rst), never server_shutdown.
     """
-    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
     for attempt in range(20):
-        server = connfault_server_factory(backend=connfault_backend)
-        client = RawClient(server)
-        assert client.request().complete
-        if how == RST:
-            client.reset()
-        else:
-            client.close()
-        server.stop()
-        assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
+        stop_right_after_the_clients_end(connfault_server_factory, connfault_backend, how, attempt)
 
 
 @pytest.mark.parametrize("how", [FIN, RST])
@@ -165,17 +171,8 @@ def test_a_stop_right_after_the_client_ended_lets_the_loop_record_it(
         return left_to_the_loop[-1]
 
     monkeypatch.setattr(FaultServer, "_clients_ending", noted)
-    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
     for attempt in range(200):
-        server = connfault_server_factory(backend=connfault_backend)
-        client = RawClient(server)
-        assert client.request().complete
-        if how == RST:
-            client.reset()
-        else:
-            client.close()
-        server.stop()
-        assert server.connection(1).ended_by is expected, f"attempt {attempt + 1}: {server.timeline()}"
+        stop_right_after_the_clients_end(connfault_server_factory, connfault_backend, how, attempt)
         if True in left_to_the_loop:
             break
     else:
