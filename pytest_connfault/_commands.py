@@ -49,6 +49,8 @@ class IdleCommands:
                     wire.half_close()
                 state.phase = "half_closed" if kind == "half_close" else "closed"
                 state.ended_by = EndedBy.SERVER_FAULT
+                if kind != "half_close":  # the socket is closed: the records returned say so
+                    state.closed_at = fired_at
                 firing = FaultFiring(kind, "idle", state.id, None, fired_at, detail, True)
                 state.faults.append(firing)
                 dropped.append(state.snapshot())

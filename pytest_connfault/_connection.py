@@ -111,8 +111,11 @@ class ConnectionLoop(LateReads):
         )
         self.state.faults.append(firing)
         if fault.kind in _TERMINAL:
+            # The socket is already closed (reset or FIN): the record says so before the handle
+            # is set, so a test that waited on the handle reads a closed connection.
             self.state.ended_by = EndedBy.SERVER_FAULT
             self.state.phase = "closed"
+            self.state.closed_at = firing.fired_at
         elif fault.kind == "half_close":
             # Our FIN ended the connection's usefulness; the client's later FIN only confirms it
             # (the same record as server.half_close_idle() leaves).
@@ -220,7 +223,7 @@ class ConnectionLoop(LateReads):
         applies to the second, and an idle fault armed during a pause counts from its start.
         """
         core = self.core
-        if self.state.tls and not self.state.requests and not core.plan.handles and self.wire.has_bytes():
+        if self.state.tls and not self.state.requests and not core.plan.handles and self.wire.readable_now():
             return True  # the first request is usually there already (decrypted with the handshake)
         while True:
             with core.lock:

@@ -313,7 +313,8 @@ class FaultServer(IdleCommands):
             with core.lock:
                 if state.ended_by is None:
                     state.ended_by = EndedBy.SERVER_SHUTDOWN if core.stopping else EndedBy.SERVER_CLOSE
-                state.closed_at = now()
+                if state.closed_at is None:  # a drop records its own moment
+                    state.closed_at = now()
                 state.phase = "closed"
                 wire.close()
                 # The ledger keeps the record for the server's life, not the socket's objects (a

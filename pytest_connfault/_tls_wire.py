@@ -194,10 +194,10 @@ class TlsWire(Wire):
         data, self._plain = self._plain, b""
         return data
 
-    def has_bytes(self) -> bool:
+    def readable_now(self) -> bool:
         if not self.established:
-            return super().has_bytes()
-        return bool(self._plain) or self.tls.pending() > 0 or super().has_bytes()
+            return super().readable_now()
+        return bool(self._plain) or self.tls.pending() > 0 or super().readable_now()
 
     def peek(self) -> bytes:
         if not self.established:

@@ -12,6 +12,7 @@ lets the commands close a socket and wake its connection loop in one step, and l
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import struct
 from typing import Any
@@ -188,12 +189,18 @@ class Wire:
         else:
             waiter.cancel()
 
-    def has_bytes(self) -> bool:
-        """Whether bytes are waiting, without reading them."""
+    def readable_now(self) -> bool:
+        """Whether a read would return at once: bytes, the client's EOF or its reset are waiting.
+
+        Asked with a zero-timeout poll, which consumes nothing: a peek would consume a reset, and
+        the read after it would see a plain EOF, as if the client had closed.
+        """
+        poll = select.poll()
         try:
-            return bool(self.sock.recv(1, socket.MSG_PEEK))
-        except (BlockingIOError, OSError):
+            poll.register(self.sock, select.POLLIN)
+        except (OSError, ValueError):  # closed meanwhile
             return False
+        return bool(poll.poll(0))
 
     def peer_ended(self) -> str | None:
         """Whether the client already ended the connection unseen: "fin", "rst", or None.

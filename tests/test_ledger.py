@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from typing import Callable
 
@@ -10,6 +12,7 @@ import pytest
 from rawclient import FIN, RST, RawClient, wait_until
 
 from pytest_connfault import Connection, EndedBy, FaultServer, Outcome
+from pytest_connfault._tls import client_context
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -85,6 +88,22 @@ def test_client_rst_is_recorded(server: FaultServer) -> None:
     assert ended(server, 1).ended_by is EndedBy.CLIENT_RST
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_reset_before_the_first_request_is_the_clients(
+    connfault_server_factory: ServerFactory, connfault_backend: str, tls: bool
+) -> None:
+    """A client that connects (and finishes the TLS handshake) then resets before sending anything
+    ends the connection with client_rst: looking for the first request must not swallow the reset
+    (a peek once did, and the record said client_fin)."""
+    server = connfault_server_factory(backend=connfault_backend, tls=tls)
+    raw = socket.create_connection((server.host, server.port), timeout=5.0)
+    sock = client_context().wrap_socket(raw, server_hostname=server.host) if tls else raw
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    wait_until(lambda: len(server.connections) == 1, what="the connection accepted")
+    assert ended(server, 1).ended_by is EndedBy.CLIENT_RST, server.timeline()
+
+
 @pytest.mark.parametrize(("kind", "end"), [("reset", RST), ("close", FIN), ("half_close", FIN)])
 def test_fault_ending_is_recorded_with_the_fault(server: FaultServer, kind: str, end: str) -> None:
     """A fault that drops the connection ends it with server_fault, and the firing is on the record."""
@@ -99,6 +118,33 @@ def test_fault_ending_is_recorded_with_the_fault(server: FaultServer, kind: str,
         (kind, "after_response", 1, False)
     ]
     assert record.faults == handle.firings
+
+
+@pytest.mark.parametrize("kind", ["reset", "close", "empty", "garbage", "truncate"])
+def test_once_a_drop_faults_handle_is_set_the_record_is_closed(server: FaultServer, kind: str) -> None:
+    """The handle is set once the drop is on the wire, and the record says so already: closed, by
+    server_fault, at the firing's moment (the test's thread must not race the loop's cleanup).
+    Repeated, because the loop thread finishes its own bookkeeping just after."""
+    for attempt in range(20):
+        handle = server.inject(kind, at="before_response", request_on_connection=1, connection=attempt + 1)
+        with RawClient(server) as client:
+            client.request()
+            handle.wait(5)
+            record = server.connection(attempt + 1)
+            assert not record.is_open, f"attempt {attempt + 1}: {record}"
+            assert record.ended_by is EndedBy.SERVER_FAULT
+            assert record.closed_at == record.faults[-1].fired_at
+
+
+@pytest.mark.parametrize("command", ["reset_idle", "close_idle"])
+def test_the_records_a_drop_command_returns_are_closed(server: FaultServer, command: str) -> None:
+    """reset_idle() / close_idle() return once the kernel acted; the records they return are closed."""
+    with RawClient(server) as client:
+        assert client.request().complete
+        (record,) = getattr(server, command)()
+    assert not record.is_open
+    assert record.ended_by is EndedBy.SERVER_FAULT
+    assert record.closed_at == record.faults[-1].fired_at
 
 
 @pytest.mark.parametrize("how", ["response", "request"])

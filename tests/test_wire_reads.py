@@ -1,6 +1,7 @@
 """The wire's reads that never wait: ``receive_now`` (a connection's first bytes, read without a
-poll) and ``peer_ending`` (has the client ended the connection? asked of the kernel's TCP state,
-from any thread, consuming nothing), on real loopback TCP sockets.
+poll), ``readable_now`` (would a read return at once?) and ``peer_ending`` (has the client ended
+the connection? asked of the kernel's TCP state, from any thread), the last two consuming nothing,
+on real loopback TCP sockets.
 """
 
 from __future__ import annotations
@@ -111,3 +112,20 @@ def test_peer_ending_is_false_for_a_closed_or_non_tcp_socket() -> None:
         theirs.close()
         assert not wire.peer_ending(), "a Unix socket has no TCP state to tell"
     assert not wire.peer_ending(), "a closed socket has no TCP state to tell"
+
+
+def test_readable_now_tells_without_consuming_bytes_eof_or_reset(
+    tcp_pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """The TLS connection's check for its first request: True for bytes, EOF or a reset, and the
+    read after it still gets each (a peek would have consumed the reset, leaving a plain EOF)."""
+    ours, client = tcp_pair
+    wire = wire_for(ours)
+    assert not wire.readable_now()
+    client.sendall(b"GET")
+    assert wire.readable_now()
+    assert wire.receive_now() == b"GET"
+    reset(client)
+    assert wire.readable_now()
+    with pytest.raises(ConnectionResetError):
+        wire.receive_now()
