@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 from typing import Callable
 
@@ -12,6 +13,7 @@ import pytest
 from rawclient import FIN, RST, RawClient, wait_until
 
 from pytest_connfault import Connection, EndedBy, FaultServer, Outcome
+from pytest_connfault._loop import get_loop
 from pytest_connfault._tls import client_context
 
 ServerFactory = Callable[..., FaultServer]
@@ -205,27 +207,40 @@ def test_a_stop_right_after_the_client_ended_lets_the_loop_record_it(
 ) -> None:
     """The usual teardown: the client closed (or reset), its connection waits at a request boundary.
 
-    stop() then waits for the loop to read and record the client's end instead of interrupting the
-    loop to cancel the connection. Whether the loop has parked the connection by then is a race,
-    so this repeats until that path is taken, checking the ledger every time.
+    stop() then leaves the ending to the loop (the EOF or reset wakes the connection, which records
+    it) instead of interrupting the loop to cancel the connection. The loop thread is held busy
+    while the client ends and stop() looks, so the connection is surely still parked then.
     """
-    left_to_the_loop: list[bool] = []
+    answers: list[bool] = []
     clients_ending = FaultServer._clients_ending
 
     def noted(self: FaultServer) -> bool:  # asked by stop() only while connections are open
-        left_to_the_loop.append(clients_ending(self))
-        return left_to_the_loop[-1]
+        answers.append(clients_ending(self))
+        return answers[-1]
 
     monkeypatch.setattr(FaultServer, "_clients_ending", noted)
-    for attempt in range(200):
-        stop_right_after_the_clients_end(connfault_server_factory, connfault_backend, how, attempt)
-        if True in left_to_the_loop:
-            break
-    else:
-        pytest.fail(
-            f"200 stops right after the client's end ({len(left_to_the_loop)} of them with the connection "
-            "still open): none left the ending to the loop"
-        )
+    server = connfault_server_factory(backend=connfault_backend)
+    client = RawClient(server)
+    assert client.request().complete
+    wait_until(lambda: len(server._core.waiting) == 1, what="the connection parked at its request boundary")
+    busy, release = threading.Event(), threading.Event()
+    get_loop(connfault_backend).call_soon(lambda: (busy.set(), release.wait(5.0)))
+    assert busy.wait(5.0), "the loop thread never ran the call that holds it"
+    stopping = threading.Thread(target=server.stop)
+    try:
+        if how == RST:
+            client.reset()
+        else:
+            client.close()
+        stopping.start()
+        wait_until(lambda: bool(answers), what="stop() asked whether the clients had ended")
+    finally:
+        release.set()
+    stopping.join(5.0)
+    assert not stopping.is_alive(), "stop() did not return once the loop was free"
+    assert answers == [True], "stop() interrupted the loop although the client had ended a parked connection"
+    expected = EndedBy.CLIENT_FIN if how == FIN else EndedBy.CLIENT_RST
+    assert server.connection(1).ended_by is expected, server.timeline()
 
 
 # -- request records ------------------------------------------------------------------------
