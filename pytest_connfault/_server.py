@@ -404,7 +404,7 @@ class FaultServer(IdleCommands):
                 return False
             for state in core.live.values():
                 wire = state.wire
-                if type(wire) is not Wire or wire not in core.waiting or not wire.peer_ending():
+                if type(wire) is not Wire or wire not in core.waiting or not wire.peer_end_in_tcp_state():
                     return False
         return True
 

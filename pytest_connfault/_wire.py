@@ -205,8 +205,9 @@ class Wire:
     def peer_ended(self) -> str | None:
         """Whether the client already ended the connection unseen: "fin", "rst", or None.
 
-        Without reading: the EOF or reset waits in the socket (a stop may come before the
-        connection loop has seen it).
+        By a peek: the EOF or reset waits in the socket (a stop may come before the connection
+        loop has seen it). A peek consumes a waiting reset, so only the loop thread may ask, and
+        it must record the answer; from another thread, ask :meth:`peer_end_in_tcp_state`.
         """
         try:
             return None if self.sock.recv(1, socket.MSG_PEEK) else "fin"
@@ -215,7 +216,7 @@ class Wire:
         except OSError:  # BlockingIOError included: nothing has arrived
             return None
 
-    def peer_ending(self) -> bool:
+    def peer_end_in_tcp_state(self) -> bool:
         """Whether the client's FIN or reset has reached the socket, asked of the kernel's TCP
         state (``TCP_INFO``, Linux) without reading: safe from any thread, consumes nothing.
         False where that cannot be told.

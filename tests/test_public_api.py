@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,26 @@ def test_all_lists_exactly_the_public_names() -> None:
         f"missing from __all__: {sorted(offered - set(pytest_connfault.__all__))}; "
         f"in __all__ but not offered: {sorted(set(pytest_connfault.__all__) - offered)}"
     )
+
+
+def test_each_public_name_is_typed_and_loaded_from_the_same_home() -> None:
+    """A public name appears three times in ``__init__.py``: in ``__all__``, among the imports only
+    type checkers see, and in ``_HOMES`` (where it is loaded from on first use). The three agree,
+    name for name and module for module."""
+    tree = ast.parse(Path(pytest_connfault.__file__).read_text())
+    typed = {
+        alias.asname or alias.name: "." * node.level + (node.module or "")
+        for block in tree.body
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    homes = pytest_connfault._HOMES
+    assert typed == homes, f"only typed: {sorted(typed.keys() - homes.keys())}; only loaded: " + str(
+        sorted(homes.keys() - typed.keys())
+    ) + f"; homes that differ: {sorted(n for n in typed.keys() & homes.keys() if typed[n] != homes[n])}"
+    assert set(homes) == set(pytest_connfault.__all__)
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -1,5 +1,5 @@
 """The wire's reads that never wait: ``receive_now`` (a connection's first bytes, read without a
-poll), ``readable_now`` (would a read return at once?) and ``peer_ending`` (has the client ended
+poll), ``readable_now`` (would a read return at once?) and ``peer_end_in_tcp_state`` (has the client ended
 the connection? asked of the kernel's TCP state, from any thread), the last two consuming nothing,
 on real loopback TCP sockets.
 """
@@ -70,48 +70,48 @@ def test_receive_now_raises_the_clients_reset(tcp_pair: tuple[socket.socket, soc
 
 
 @linux_only
-def test_peer_ending_is_false_while_the_client_holds_the_connection_open(
+def test_peer_end_in_tcp_state_is_false_while_the_client_holds_the_connection_open(
     tcp_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     ours, client = tcp_pair
     wire = wire_for(ours)
-    assert not wire.peer_ending()
+    assert not wire.peer_end_in_tcp_state()
     client.sendall(b"partial request")
-    assert not wire.peer_ending(), "bytes waiting are not an end"
+    assert not wire.peer_end_in_tcp_state(), "bytes waiting are not an end"
 
 
 @linux_only
-def test_peer_ending_sees_a_fin_and_leaves_the_eof_for_the_reader(
+def test_peer_end_in_tcp_state_sees_a_fin_and_leaves_the_eof_for_the_reader(
     tcp_pair: tuple[socket.socket, socket.socket],
 ) -> None:
     ours, client = tcp_pair
     wire = wire_for(ours)
     client.sendall(b"last words")
     client.close()
-    assert wire.peer_ending()
-    assert wire.receive_now() == b"last words", "peer_ending consumed bytes it must leave in place"
+    assert wire.peer_end_in_tcp_state()
+    assert wire.receive_now() == b"last words", "peer_end_in_tcp_state consumed bytes it must leave in place"
     assert wire.receive_now() == b""
 
 
 @linux_only
-def test_peer_ending_sees_a_reset_and_leaves_it_for_the_reader(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
+def test_peer_end_in_tcp_state_sees_a_reset_and_leaves_it_for_the_reader(tcp_pair: tuple[socket.socket, socket.socket]) -> None:
     """A peek or SO_ERROR would consume the reset, and the loop would then record a FIN."""
     ours, client = tcp_pair
     wire = wire_for(ours)
     reset(client)
-    assert wire.peer_ending()
+    assert wire.peer_end_in_tcp_state()
     with pytest.raises(ConnectionResetError):
         wire.receive_now()
 
 
-def test_peer_ending_is_false_for_a_closed_or_non_tcp_socket() -> None:
+def test_peer_end_in_tcp_state_is_false_for_a_closed_or_non_tcp_socket() -> None:
     ours, theirs = socket.socketpair()
     with ours, theirs:
         ours.setblocking(False)
         wire = wire_for(ours)
         theirs.close()
-        assert not wire.peer_ending(), "a Unix socket has no TCP state to tell"
-    assert not wire.peer_ending(), "a closed socket has no TCP state to tell"
+        assert not wire.peer_end_in_tcp_state(), "a Unix socket has no TCP state to tell"
+    assert not wire.peer_end_in_tcp_state(), "a closed socket has no TCP state to tell"
 
 
 def test_readable_now_tells_without_consuming_bytes_eof_or_reset(
