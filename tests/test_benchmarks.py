@@ -129,6 +129,21 @@ def test_pipelined_memory_load_is_one_connection_and_every_request_answered(back
         assert memory.ledger_size(server) > 250 * 100
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_keep_alive_connection_keeps_nothing_per_request_besides_its_ledger_records(backend: str) -> None:
+    """What the memory bar counts: blocks still allocated once the ledger's records are dropped.
+
+    The ledger itself grows by hundreds of bytes a request; a leak of even one object a request
+    would leave thousands of blocks after these 2,800 requests.
+    """
+    result = memory.requests_sample(backend, 3000)
+    assert result["ledger_per_request"] > 300, result
+    assert abs(result["blocks_kept"]) < 100, (
+        f"the {backend} server kept {result['blocks_kept']} memory blocks over {result['requests']} "
+        "requests once its ledger's records were dropped: something besides the ledger grows per request"
+    )
+
+
 def test_generated_pytest_suites_pass_and_really_request(tmp_path: Path) -> None:
     files = pertest.write_suite(tmp_path, tests=3, fresh_tests=1)
     assert set(files) >= {"empty", "connfault-asyncio", "connfault-trio", "httpserver-shared", "httpserver-fresh"}
