@@ -2,8 +2,10 @@
 
 Each sample is one ``pytest`` subprocess on one generated file in a temporary directory (its own
 ``pytest.ini``, so the project's settings do not apply; plugin autoload off, pytest-connfault and
-pytest-httpserver loaded in every variant, with both servers' modules imported: see ``CONFTEST``). The cost of a variant per test is
-``(wall - wall of as many empty tests) / tests``. A fresh pytest-httpserver costs up to half a
+pytest-httpserver loaded in every variant, with both servers' modules imported and connfault's loop
+threads started before the tests: see ``CONFTEST``). The cost of a variant per test is
+``(wall - wall of as many empty tests) / tests``: one-time costs cancel out, and connfault's are
+reported beside it (what its warm-up took, and the per-test figure with it spread over the tests). A fresh pytest-httpserver costs up to half a
 second per test, so it runs ``fresh_tests`` tests, against its own empty baseline of the same size.
 A whole pytest run's start-up varies by a few hundred milliseconds on a shared machine, so this
 comparison takes ``pertest_rounds`` rounds (5; ``--rounds`` overrides) of 500 tests.
@@ -14,6 +16,7 @@ Bars: a fresh ``connfault_server`` costs at most what the shared session ``https
 
 from __future__ import annotations
 
+import json
 import resource
 import subprocess
 import sys
@@ -40,12 +43,31 @@ def get(host, port):
 '''
 
 CONFTEST = '''\
+import json
+import os
+import time
+
 import pytest
 
 # pytest-httpserver's plugin imports its server (werkzeug) as it loads; pytest-connfault's imports its
 # server's modules when the first server starts. Both are imported here, in every variant, so that no
 # variant's per-test figure carries either one-time import (section 1 reports them).
 import pytest_connfault._server  # noqa: F401
+
+
+def pytest_sessionstart(session):
+    # The rest of connfault's one-time cost, paid here in every variant (the empty baseline too), so
+    # that the per-test figures are per test: each backend's loop thread, and for trio the import of
+    # trio and of anyio's trio backend. What it took is reported beside the per-test figures.
+    from pytest_connfault import FaultServer
+
+    took = {}
+    for backend in ("asyncio", "trio"):
+        began = time.perf_counter()
+        FaultServer(backend=backend).start().stop()
+        took[backend] = time.perf_counter() - began
+    with open(os.environ["CONNFAULT_BENCH_WARMUP"], "w") as out:
+        json.dump(took, out)
 
 
 @pytest.fixture(scope="session")
@@ -114,11 +136,15 @@ def write_suite(directory: Path, tests: int, fresh_tests: int) -> dict[str, tupl
     return files
 
 
-def run_pytest(directory: Path, path: Path, args: list[str], timeout: float = 300) -> tuple[float, float]:
-    """Wall and CPU time (user+sys) of one pytest run of ``path``; raises unless every test passed."""
+def run_pytest(directory: Path, path: Path, args: list[str], timeout: float = 300) -> tuple[float, float, dict[str, float]]:
+    """Wall and CPU time (user+sys) of one pytest run of ``path``, and what the conftest's warm-up of
+    each backend took (seconds); raises unless every test passed."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGINS, *args, path.name]
     env = worker_env()
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    warmup = directory / "warmup.json"
+    warmup.unlink(missing_ok=True)
+    env["CONNFAULT_BENCH_WARMUP"] = str(warmup)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     proc = subprocess.run(command, cwd=str(directory), capture_output=True, text=True, timeout=timeout, env=env)
@@ -127,7 +153,7 @@ def run_pytest(directory: Path, path: Path, args: list[str], timeout: float = 30
     cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"pytest {path.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-2000:]}")
-    return wall, cpu
+    return wall, cpu, json.loads(warmup.read_text())
 
 
 def run(config: Config) -> Section:
@@ -141,6 +167,7 @@ def run(config: Config) -> Section:
                             rounds=config.pertest_rounds)
     walls = {v: [t[0] for t in samples] for v, samples in times.items()}
     cpus = {v: [t[1] for t in samples] for v, samples in times.items()}
+    warmups = {b: median([t[2][b] for samples in times.values() for t in samples]) for b in ("asyncio", "trio")}
     empty = median(walls["empty"])
 
     def per_test(variant: str, which: dict[str, list[float]] = walls) -> list[float]:
@@ -153,9 +180,15 @@ def run(config: Config) -> Section:
     fresh = median(per_test("httpserver-fresh"))
     section.add("empty tests (the baseline)", empty / config.tests * 1000, "ms/test",
                 f"whole run {empty:.2f} s; {spread(walls['empty'])} s")
+    for backend, took in warmups.items():
+        section.add(f"connfault's one-time cost per session ({backend}), paid before the tests", took * 1000, "ms",
+                    "the loop thread" + (", importing trio and anyio's trio backend" if backend == "trio" else "")
+                    + f"; spread over {config.tests} tests it would add {took / config.tests * 1000:.3f} ms/test")
     for variant in ("connfault-asyncio", "connfault-trio"):
         cost = median(per_test(variant))
-        detail = f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test"
+        took = warmups[variant.split("-")[1]]
+        detail = (f"{spread(per_test(variant), 1000)} ms; CPU {median(per_test(variant, cpus)) * 1000:.2f} ms/test; "
+                  f"{(cost + took / config.tests) * 1000:.2f} ms/test with the one-time cost spread over the tests")
         section.add(f"fresh connfault_server ({variant.split('-')[1]}) + GET", cost * 1000, "ms/test", detail)
         ratio = cost / shared
         cpu, shared_cpu = median(per_test(variant, cpus)), median(per_test("httpserver-shared", cpus))
@@ -182,9 +215,10 @@ def run(config: Config) -> Section:
         "0.5 s poll: its per-test cost is bimodal (about 0 or 500 ms), hence the spread of its samples."
     )
     section.notes.append(
-        "ms/test is wall time over empty tests of the same count (pytest's start-up and both tools' imports "
-        "cancel out; other one-time costs, such as starting connfault's loop thread or importing trio, are "
-        "spread over the tests); CPU is "
+        "ms/test is wall time over empty tests of the same count: pytest's start-up and every one-time "
+        "cost cancel out (both tools' imports, and connfault's loop threads and trio import, paid before "
+        "the tests in every variant and shown above; pytest-httpserver's shared server starts in the first "
+        "test, about 1 ms); CPU is "
         "user+sys of the pytest process (both threads), far less sensitive to other load on the machine: on "
         "a busy machine trust the CPU rows. Plugin autoload is "
         "off; only pytest-connfault and pytest-httpserver are loaded, in every variant."

@@ -148,9 +148,12 @@ def test_generated_pytest_suites_pass_and_really_request(tmp_path: Path) -> None
     files = pertest.write_suite(tmp_path, tests=3, fresh_tests=1)
     assert set(files) >= {"empty", "connfault-asyncio", "connfault-trio", "httpserver-shared", "httpserver-fresh"}
     for variant in ("connfault-asyncio", "httpserver-shared"):
-        wall, cpu = pertest.run_pytest(tmp_path, *files[variant])  # raises unless all 3 tests passed
+        wall, cpu, warmup = pertest.run_pytest(tmp_path, *files[variant])  # raises unless all 3 tests passed
         assert wall > 0
         assert cpu > 0
+        # The loop threads really started before the tests, in every variant, on both backends.
+        assert set(warmup) == {"asyncio", "trio"}
+        assert all(took > 0 for took in warmup.values()), warmup
     assert files["connfault-asyncio"][0].read_text().count("get(connfault_server.host") == 3
 
 
