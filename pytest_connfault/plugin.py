@@ -90,6 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1"
         )
+    _session_backends.append(backend)
+    config.add_cleanup(_forget_session_backend)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -199,14 +201,26 @@ def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Faul
 # for every ``request`` argument of every fixture, every test (a good part of a fresh server's cost).
 
 
-@pytest.fixture
-def connfault_backend(pytestconfig: pytest.Config) -> str:
+#: The backend of each running session, innermost last (pytester runs sessions inside a test's).
+#: ``pytest_configure`` pushes and the session's cleanup pops, so the top is the running session's.
+_session_backends: list[str] = []
+
+
+def _forget_session_backend() -> None:
+    _session_backends.pop()
+
+
+@pytest.fixture(scope="session")
+def connfault_backend() -> str:
     """The backend new servers run on.
 
-    Scope: function. Type: ``str``. Default: ``--connfault-backend``, else the
-    ``connfault_backend`` ini key, else ``"asyncio"``. Override it to pin a backend.
+    Scope: session. Type: ``str``. Default: ``--connfault-backend``, else the
+    ``connfault_backend`` ini key, else ``"asyncio"``. Override it to pin a backend (any
+    scope; with ``params=["asyncio", "trio"]`` every test that uses a server runs on both).
     """
-    return _backend(pytestconfig)
+    # Argument-free on purpose: under pytest 9, asking for another fixture (even a cached session
+    # one, such as ``pytestconfig``) costs every test that uses a server some 30 µs more.
+    return _session_backends[-1]
 
 
 ServerFactory = Callable[..., "FaultServer"]

@@ -193,6 +193,67 @@ def test_backend_precedence_cli_over_ini_over_default(
     pytester.runpytest(*args).assert_outcomes(passed=1)
 
 
+def test_overriding_connfault_backend_pins_the_backend_of_every_server_fixture(pytester: pytest.Pytester) -> None:
+    """The documented override point: a suite's own ``connfault_backend`` wins over the option, for
+    the server, its factory, the TLS server and the proxy factory; one with params runs each test
+    on every backend."""
+    pytester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(params=["asyncio", "trio"])
+        def connfault_backend(request):
+            return request.param
+        """
+    )
+    pytester.makepyfile(
+        test_everywhere="""
+        def test_server(connfault_server, connfault_backend):
+            assert connfault_server.options.backend == connfault_backend
+
+        def test_factory_tls_and_proxy(connfault_server_factory, connfault_tls_server,
+                                       connfault_proxy_factory, connfault_backend):
+            server = connfault_server_factory()
+            proxy = connfault_proxy_factory(server)
+            backends = {server.options.backend, connfault_tls_server.options.backend, proxy.options.backend}
+            assert backends == {connfault_backend}
+        """,
+        test_pinned="""
+        import pytest
+
+        @pytest.fixture
+        def connfault_backend():
+            return "trio"
+
+        def test_pinned(connfault_server):
+            assert connfault_server.options.backend == "trio"
+        """,
+    )
+    result = pytester.runpytest("--connfault-backend=asyncio", "-v")
+    result.assert_outcomes(passed=5)
+    for backend in ("asyncio", "trio"):
+        result.stdout.fnmatch_lines([f"*test_server?{backend}? PASSED*"])
+
+
+def test_a_session_run_inside_a_test_leaves_the_outer_sessions_backend_alone(pytester: pytest.Pytester) -> None:
+    """pytester runs a whole session inside a test: its backend is its own, and the outer session's
+    servers, started after it ended, still run on the outer backend."""
+    pytester.makepyfile(
+        """
+        def test_1_an_inner_session_on_trio(pytester):
+            pytester.makepyfile(
+                "def test_inner(connfault_server):\\n"
+                "    assert connfault_server.options.backend == 'trio'\\n"
+            )
+            pytester.runpytest("--connfault-backend=trio").assert_outcomes(passed=1)
+
+        def test_2_the_outer_session_after_it(connfault_server):
+            assert connfault_server.options.backend == "asyncio"
+        """
+    )
+    pytester.runpytest("-p", "pytester", "-p", "no:randomly", "--connfault-backend=asyncio").assert_outcomes(passed=2)
+
+
 def test_bad_backend_in_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """An unknown backend in the ini file stops the run with a message naming the choices."""
     pytester.makeini("[pytest]\nconnfault_backend = curio\n")
