@@ -15,7 +15,7 @@ import ssl
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._commands import COMMAND_TIMEOUT, IdleCommands
 from ._connection import ConnectionLoop
@@ -26,6 +26,9 @@ from ._loop import LoopThread, get_loop
 from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
 from ._tls_wire import TlsWire
 from ._wire import Wire
+
+if TYPE_CHECKING:
+    from ._trio_group import TrioGroup
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,13 @@ class FaultServer(IdleCommands):
         self._loop: LoopThread | None = None
         self._listener: socket.socket | None = None
         self._stopped = threading.Event()
-        #: Connection tasks started and not yet finished (under the core's lock).
+        #: Connection tasks (and trio connection-group hosts) started and not yet finished (under
+        #: the core's lock).
         self._tasks = 0
         #: How to cancel each running connection's task, by connection id (under the lock).
         self._cancels: dict[int, Callable[[], object]] = {}
+        #: trio only: the nursery of the connections accepted while another was open.
+        self._group: TrioGroup | None = None
         self._stop_waiters: list[Callable[[], None]] = []
         self._state = "new"
         self.started_at = 0.0
@@ -243,8 +249,36 @@ class FaultServer(IdleCommands):
                 state.phase = "refused"  # ConnectionLoop.run answers 503 and closes
             else:
                 core.serving += 1
+            crowded = self._tasks > 0
             self._tasks += 1
-        self._loop.start_task(self._connection_task, sock, state)
+        if crowded and self.options.backend == "trio":
+            self._start_in_group(sock, state)
+        else:
+            self._loop.start_task(self._connection_task, sock, state)
+
+    def _start_in_group(self, sock: socket.socket, state: ConnectionState) -> None:
+        """On the loop thread (trio): run a connection accepted while another is open in the
+        server's connection group, which one cancel scope ends (see ``_trio_group.py``)."""
+        from ._trio_group import TrioGroup
+
+        assert self._loop is not None
+        group = self._group
+        if group is None or not group.accepts():
+            group = self._group = TrioGroup(self._counted)
+            with self._core.lock:
+                self._tasks += 1  # the host: stop() returns once it too has ended
+            self._loop.start_task(self._host_group, group)
+        group.add(sock, state)
+
+    async def _host_group(self, group: TrioGroup) -> None:
+        try:
+            await group.host()
+        finally:
+            with self._core.lock:
+                self._tasks -= 1
+                last = self._core.stopping and self._tasks == 0
+            if last:
+                self._finish_stop()
 
     def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
         with self._core.lock:
