@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     import trio
@@ -61,9 +61,9 @@ class TrioGroup:
                 nursery.start_soon(self._member, sock, state)
 
     async def _member(self, sock: socket.socket, state: ConnectionState) -> None:
-        nursery: Any = self._nursery
+        assert self._nursery is not None  # members start in it
         try:
-            await self._run(sock, state, nursery.cancel_scope.cancel)
+            await self._run(sock, state, self._nursery.cancel_scope.cancel)
         finally:
             self._members -= 1
             if self._members == 0:
