@@ -274,11 +274,18 @@ class FaultServer(IdleCommands):
         try:
             await group.host()
         finally:
-            with self._core.lock:
-                self._tasks -= 1
-                last = self._core.stopping and self._tasks == 0
-            if last:
-                self._finish_stop()
+            self._task_done()
+
+    def _task_done(self, connection_id: int | None = None) -> None:
+        """A connection's task (``connection_id``) or a trio group's host has ended: a stop under
+        way completes with the last of them."""
+        with self._core.lock:
+            if connection_id is not None:
+                self._cancels.pop(connection_id, None)
+            self._tasks -= 1
+            last = self._core.stopping and self._tasks == 0
+        if last:
+            self._finish_stop()
 
     def _on_stopped(self, notify: Callable[[], None]) -> Callable[[], None]:
         with self._core.lock:
@@ -312,12 +319,7 @@ class FaultServer(IdleCommands):
             with core.lock:
                 core.errors.append(traceback.format_exc())
         finally:
-            with core.lock:
-                self._cancels.pop(state.id, None)
-                self._tasks -= 1
-                last = core.stopping and self._tasks == 0
-            if last:
-                self._finish_stop()
+            self._task_done(state.id)
 
     async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
         core = self._core
