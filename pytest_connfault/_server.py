@@ -15,7 +15,7 @@ import ssl
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from ._commands import COMMAND_TIMEOUT, IdleCommands
 from ._connection import ConnectionLoop
@@ -25,10 +25,8 @@ from ._ledger import UNREAD_LIMIT, Connection, ConnectionState, EndedBy, Ledger,
 from ._loop import LoopThread, get_loop
 from ._responses import BodyLike, Handler, HeadersLike, Response, Routes
 from ._tls_wire import TlsWire
+from ._trio_group import TrioGroup
 from ._wire import Wire
-
-if TYPE_CHECKING:
-    from ._trio_group import TrioGroup
 
 
 @dataclass(frozen=True)
@@ -259,8 +257,6 @@ class FaultServer(IdleCommands):
     def _start_in_group(self, sock: socket.socket, state: ConnectionState) -> None:
         """On the loop thread (trio): run a connection accepted while another is open in the
         server's connection group, which one cancel scope ends (see ``_trio_group.py``)."""
-        from ._trio_group import TrioGroup
-
         assert self._loop is not None
         group = self._group
         if group is None or not group.accepts():
@@ -435,7 +431,8 @@ class FaultServer(IdleCommands):
         core = self._core
         with core.lock:
             # With a fault armed, the next request boundary may fire one (a before_request stall
-            # would then hold the connection open): the loop must be told to end it.
+            # would then hold the connection open): the loop must be told to end it. A task that
+            # is no live connection (one starting, or a trio group's host) sends stop() that way too.
             if core.plan.handles or len(core.live) != self._tasks:
                 return False
             for state in core.live.values():
