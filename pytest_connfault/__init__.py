@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
     from ._chaos import Chaos as Chaos
     from ._chaos import ChaosHandle as ChaosHandle
     from ._chaos import arm_chaos as arm_chaos
+    from ._errors import ConnectionNotEnded as ConnectionNotEnded
     from ._errors import ConnfaultError as ConnfaultError
     from ._errors import FaultNotFired as FaultNotFired
     from ._errors import FaultSpecError as FaultSpecError
@@ -49,6 +50,7 @@ __all__ = (
     "Chaos",
     "ChaosHandle",
     "Connection",
+    "ConnectionNotEnded",
     "ConnfaultError",
     "EndedBy",
     "Fault",
@@ -83,6 +85,7 @@ _HOMES = {
     "Chaos": "._chaos",
     "ChaosHandle": "._chaos",
     "arm_chaos": "._chaos",
+    "ConnectionNotEnded": "._errors",
     "ConnfaultError": "._errors",
     "FaultNotFired": "._errors",
     "FaultSpecError": "._errors",

@@ -15,5 +15,9 @@ class FaultNotFired(ConnfaultError, TimeoutError):
     """A fault's handle was waited on, and the fault had not fired when the wait ran out."""
 
 
+class ConnectionNotEnded(ConnfaultError, TimeoutError):
+    """``server.wait_connections_ended()`` ran out of time with a connection the server still holds."""
+
+
 class ServerError(ConnfaultError):
     """The server itself failed (a bug in pytest-connfault, not in the client under test)."""

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ._commands import COMMAND_TIMEOUT, IdleCommands
 from ._connection import ConnectionLoop
+from ._endings import ConnectionEndings
 from ._errors import ConnfaultError, FaultSpecError, ServerError
 from ._faults import Fault, FaultHandle, FaultPlan, now
 from ._ledger import UNREAD_LIMIT, Connection, ConnectionState, EndedBy, Ledger, Outcome, Request
@@ -67,6 +68,8 @@ class ServerCore:
         self.serving = 0
         #: Wires of connections waiting at a request boundary (see ``wake``).
         self.waiting: set[Wire] = set()
+        #: Called (under the lock) each time a connection has ended: the waits of ``_endings.py``.
+        self.end_watchers: list[Callable[[], None]] = []
         #: The loop's clock (``anyio.current_time`` without its dispatch, once per request).
         self.clock: Callable[[], float] = _clock(options.backend)
 
@@ -86,7 +89,7 @@ def _clock(backend: str) -> Callable[[], float]:
     return time.monotonic  # what asyncio's loop.time() reads
 
 
-class FaultServer(IdleCommands):
+class FaultServer(IdleCommands, ConnectionEndings):
     """An in-process HTTP/1.1 server on loopback that drops keep-alive connections on command.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`; in tests, the
@@ -366,6 +369,8 @@ class FaultServer(IdleCommands):
                 core.live.pop(state.id, None)
                 if counted:
                     core.serving -= 1
+                for notify in core.end_watchers:
+                    notify()
 
     def stop(self) -> None:
         """Stop serving, close every connection (ending stalls), and wait until all is closed.

@@ -125,7 +125,7 @@ def test_half_close_idle_keeps_reading(server: FaultServer) -> None:
         assert now_end(client) == FIN
         client.send_request(target="/after")
         client.shutdown_write()
-        wait_until(lambda: not server.connection(record.id).is_open, what="connection ended")
+        server.wait_connections_ended(record.id)
     (_, late) = server.requests
     assert late.target == "/after"
     assert late.outcome.kind == "unanswered"

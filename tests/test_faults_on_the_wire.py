@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import httpx
 import pytest
-from rawclient import FIN, RST, TIMEOUT, RawClient, wait_until
+from rawclient import FIN, RST, TIMEOUT, RawClient
 
 from pytest_connfault import MOMENTS, FaultServer
 from pytest_connfault._faults import APPLIES, DEFAULT_GARBAGE
@@ -134,7 +134,7 @@ def test_half_close_keeps_reading_and_records_the_late_request(server: FaultServ
             client.send_request(target="/late")  # our side is still open: this must not fail
         client.shutdown_write()
         assert client.read_to_end(timeout=5).end == FIN
-        wait_until(lambda: not server.connection(1).is_open)
+        server.wait_connections_ended(1)
     late = [r for r in server.requests if r.outcome.kind == "unanswered"]
     assert [r.target for r in late] == ["/late" if moment != "before_request" else "/"], server.timeline()
     assert "after the server's FIN" in late[0].outcome.detail
@@ -151,7 +151,7 @@ def test_half_close_mid_exchange_records_late_bytes_as_unread(server: FaultServe
         client.send(b"written after the server's FIN")
         client.shutdown_write()
         assert client.read_to_end(timeout=5).end == FIN
-        wait_until(lambda: not server.connection(1).is_open)
+        server.wait_connections_ended(1)
     assert server.connection(1).unread == b"written after the server's FIN"
 
 

@@ -341,7 +341,7 @@ def test_pipelined_well_formed_requests_are_all_answered_in_order(
     received, end, port = deliver(server, data, Transport(None, splits, "fin"), 5.0)
     statuses, partial = parse_responses(received)
     assert (statuses, partial, end) == ([200] * len(targets), b"", FIN)
-    wait_until(lambda: not server.connection_for_port(port).is_open)  # type: ignore[union-attr]
+    server.wait_connections_ended(server.connection_for_port(port))  # type: ignore[arg-type]
     record = server.connection_for_port(port)
     assert record is not None
     assert [r.target for r in record.requests] == targets
@@ -355,7 +355,7 @@ def test_bytes_after_connection_close_are_kept_unread(server: FaultServer, tail:
     received, end, port = deliver(server, well_formed(b"/last", close=True) + tail, Transport(None, [], "fin"), 5.0)
     statuses, partial = parse_responses(received)
     assert (statuses, partial) == ([200], b"")
-    wait_until(lambda: not server.connection_for_port(port).is_open)  # type: ignore[union-attr]
+    server.wait_connections_ended(server.connection_for_port(port))  # type: ignore[arg-type]
     record = server.connection_for_port(port)
     assert record is not None
     assert [r.target for r in record.requests] == ["/last"]
@@ -371,7 +371,7 @@ def test_early_eof_anywhere_in_a_request(server: FaultServer, body: bytes, data:
     cut = data.draw(st.integers(0, len(whole) - 1), label="cut")
     received, end, port = deliver(server, whole, Transport(cut, [], "fin"), 5.0)
     statuses, _ = parse_responses(received)
-    wait_until(lambda: not server.connection_for_port(port).is_open)  # type: ignore[union-attr]
+    server.wait_connections_ended(server.connection_for_port(port))  # type: ignore[arg-type]
     record = server.connection_for_port(port)
     assert record is not None
     if cut == 0:

@@ -27,7 +27,7 @@ def server(request: pytest.FixtureRequest, connfault_server_factory: ServerFacto
 
 def ended(server: FaultServer, conn_id: int) -> Connection:
     """The record of connection ``conn_id`` once the server has closed it (bounded wait)."""
-    wait_until(lambda: not server.connection(conn_id).is_open, what=f"connection {conn_id} closed")
+    server.wait_connections_ended(conn_id)
     return server.connection(conn_id)
 
 

@@ -149,7 +149,7 @@ def test_connection_over_max_connections_gets_503_and_a_record(connfault_server_
             assert (reply.status, reply.header("connection")) == (503, "close")
             assert extra.read_to_end().end == FIN
         # The 503 went out before the request was read; the record has its target once read.
-        wait_until(lambda: not server.connection(4).is_open, what="the refused connection closed")
+        server.wait_connections_ended(4)
         refused = server.requests[-1]
         assert (refused.target, refused.outcome.kind, refused.outcome.status) == ("/one-too-many", "rejected", 503)
         assert "max_connections=3" in refused.outcome.detail
@@ -159,7 +159,7 @@ def test_connection_over_max_connections_gets_503_and_a_record(connfault_server_
         for client in held:
             client.close()
     # Once the held connections have ended, a new connection is served again.
-    wait_until(lambda: sum(c.is_open for c in server.connections) == 0, what="the held connections closed")
+    server.wait_connections_ended()  # the held connections
     with RawClient(server) as client:
         assert client.request().status == 200
     assert server.errors == []

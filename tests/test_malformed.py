@@ -89,7 +89,7 @@ def test_malformed_request_is_answered_recorded_and_closed(server: FaultServer, 
     (record,) = server.requests
     assert (record.outcome.kind, record.outcome.status) == ("rejected", status)
     assert reason in record.outcome.detail
-    wait_until(lambda: not server.connection(1).is_open)
+    server.wait_connections_ended(1)
     assert server.connection(1).ended_by is EndedBy.SERVER_CLOSE
     assert_still_serving(server)
 
@@ -198,7 +198,7 @@ def test_bytes_after_connection_close_are_not_served(server: FaultServer) -> Non
         assert client.read_reply().status == 200
         assert client.read_to_end().end in (FIN, RST)
     assert [r.target for r in server.requests] == ["/last"]
-    wait_until(lambda: not server.connection(1).is_open)
+    server.wait_connections_ended(1)
     assert server.connection(1).unread.startswith(b"GET /extra"), "the unserved request is kept as unread"
 
 

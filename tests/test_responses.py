@@ -6,7 +6,7 @@ from typing import Callable
 
 import httpx
 import pytest
-from rawclient import FIN, RawClient, wait_until
+from rawclient import FIN, RawClient
 
 from pytest_connfault import ConnfaultError, FaultServer, Outcome, Request, Response
 
@@ -225,7 +225,7 @@ def test_close_delimited_body_ends_with_the_connection(server: FaultServer) -> N
     assert reply.header("transfer-encoding") is None
     assert reply.body == b"until the end"
     assert reply.complete
-    wait_until(lambda: not server.connection(1).is_open)
+    server.wait_connections_ended(1)
 
 
 def test_expect_100_continue_is_answered_before_the_body(server: FaultServer) -> None:

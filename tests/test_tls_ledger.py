@@ -7,7 +7,6 @@ the same fault armed, and compares what the two ledgers recorded and what the cl
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import httpx
@@ -68,10 +67,7 @@ def run_script(server: FaultServer, fault: Fault, verify: Any) -> list[str]:
                 outcomes.append("error")
             if target == "/1" and fault.at in _BETWEEN:
                 handle.wait(5)
-    deadline = time.monotonic() + 5
-    while any(c.is_open for c in server.connections):  # the server sees the client's FIN
-        assert time.monotonic() < deadline, server.timeline()
-        time.sleep(0.001)
+    server.wait_connections_ended()  # the server has read the client's FIN
     assert handle.fired == 1, f"{fault!r} did not fire: the case proves nothing"
     return outcomes
 

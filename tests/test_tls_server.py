@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import time
 from typing import Any, Callable
 
 import h11
 import pytest
+from rawclient import wait_until
 
 from pytest_connfault import Fault, FaultServer, FaultSpecError, Response
 from pytest_connfault._tls import SERVER_IDENTITIES, CaBundle, client_context, server_context
@@ -111,14 +111,6 @@ class TlsClient:
             data += chunk
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """A bounded wait on a ledger fact that has no event (a connection's end after the client's FIN)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition did not hold in time"
-        time.sleep(0.001)
-
-
 @pytest.fixture(params=["asyncio", "trio"])
 def server(request: pytest.FixtureRequest, connfault_server_factory: ServerFactory) -> FaultServer:
     """A TLS server on each backend, answering ``GET /`` with the 100-byte BODY."""
@@ -164,7 +156,7 @@ def test_client_without_the_ca_cannot_connect(server: FaultServer) -> None:
     assert conn.tls_error == "handshake failed: TLSV1_ALERT_UNKNOWN_CA"
     assert conn.ended_by == "client_fin"
     assert conn.requests == ()
-    wait_until(lambda: not server.connection(1).is_open)
+    server.wait_connections_ended(1)
     opened, closed = server.timeline()
     assert opened.endswith(", TLS)")
     assert closed.endswith("closed, ended by client_fin, handshake failed: TLSV1_ALERT_UNKNOWN_CA")
@@ -271,7 +263,7 @@ def test_half_close_idle_sends_close_notify_and_keeps_reading(server: FaultServe
         [dropped] = server.half_close_idle()
         assert client.read_to_end() == (b"", NOTIFY)
         client.send_request("/late")
-        wait_until(lambda: len(server.requests) == 2)
+        wait_until(lambda: len(server.requests) == 2, what="both requests recorded")
     late = server.requests[1]
     assert (late.target, late.connection_id, late.outcome.kind) == ("/late", 1, "unanswered")
 
@@ -295,7 +287,7 @@ def test_client_close_without_close_notify_is_a_client_fin(
         assert client.get()[0] == 200
         socket.socket.shutdown(client.sock, socket.SHUT_WR)  # a bare FIN under TLS: no alert
         assert client.read_raw_to_end()[1] == FIN
-    wait_until(lambda: not made.connection(1).is_open)
+    made.wait_connections_ended(1)
     conn = made.connection(1)
     assert (conn.ended_by, conn.unread, conn.tls_error) == ("client_fin", b"", None)
     assert made.errors == []

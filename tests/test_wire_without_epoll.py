@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 import pytest
-from rawclient import FIN, RST, RawClient, wait_until
+from rawclient import FIN, RST, RawClient
 
 import pytest_connfault._wire as wire_module
 from pytest_connfault import EndedBy, FaultServer
@@ -53,7 +53,7 @@ def test_commands_close_the_socket_under_its_waiting_loop(server: FaultServer, c
         dropped = getattr(server, command)()
         assert [c.client_port for c in dropped] == [client.local_port]
         assert client.read_to_end(timeout=5).end == end
-    wait_until(lambda: not server.connection(1).is_open, what="connection 1 closed")
+    server.wait_connections_ended(1)
     assert server.connection(1).ended_by is EndedBy.SERVER_FAULT
 
 
