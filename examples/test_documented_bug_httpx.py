@@ -2,7 +2,8 @@
 
 Request, the server drops the idle keep-alive connection (FIN, RST or half-close), request again:
 the second request must succeed on a new connection, and the pool must then hold 0 active and
-1 idle connection, none of them one the server has dropped. Then the faults mid-exchange: after a
+1 idle connection, none of them one the server has dropped, and the dropped one's socket must be
+closed (the server sees it end). Then the faults mid-exchange: after a
 reset before the response, a truncated body or a read timeout during a stall, httpx raises, and its
 pool keeps nothing of the broken connection.
 """
@@ -33,6 +34,9 @@ def test_sync_client_after_idle_drop(connfault_server: FaultServer, drop: str) -
         assert_new_connection(connfault_server, client=client)
         assert_pool(client, active=0, idle=1, server=connfault_server)
         assert_no_stale(client, connfault_server)
+        # Not only out of the pool: its socket closed (after a half-close, the server waits for that).
+        [dropped] = connfault_server.wait_connections_ended(1)
+        assert dropped.ended_by == "server_fault"
 
 
 @pytest.mark.anyio
@@ -47,6 +51,8 @@ async def test_async_client_after_idle_drop(connfault_server: FaultServer, drop:
         assert_new_connection(connfault_server, client=client)
         assert_pool(client, active=0, idle=1, server=connfault_server)
         assert_no_stale(client, connfault_server)
+        [dropped] = await connfault_server.wait_connections_ended_async(1)
+        assert dropped.ended_by == "server_fault"
 
 
 @pytest.mark.connfault("reset", at="before_response")
