@@ -19,6 +19,7 @@ from ._errors import ConnectionNotEnded, ConnfaultError
 from ._ledger import Connection
 
 if TYPE_CHECKING:
+    from ._loop import LoopThread
     from ._server import ServerCore
 
 ConnectionRef = Union[int, Connection]
@@ -28,6 +29,7 @@ class ConnectionEndings:
     """``wait_connections_ended`` and its awaitable form."""
 
     _core: ServerCore
+    _loop: LoopThread | None
 
     if TYPE_CHECKING:
 
@@ -44,8 +46,14 @@ class ConnectionEndings:
         Raises:
             ConnectionNotEnded: one had not ended within ``timeout`` seconds; the message names
                 it and shows the ledger's timeline.
-            ConnfaultError: the ledger has no connection with that id.
+            ConnfaultError: the ledger has no connection with that id, or the caller is the server's
+                own loop thread (a handler), which the connections need to end.
         """
+        if self._loop is not None and self._loop.in_loop_thread():
+            raise ConnfaultError(
+                "wait_connections_ended() called on the server's own loop thread (from a handler?) would "
+                "block the connections it waits for; a handler can await wait_connections_ended_async()"
+            )
         ids = self._connection_ids(connections)
         ended = self._all_ended(ids)
         if not ended():

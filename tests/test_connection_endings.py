@@ -16,7 +16,15 @@ import httpx
 import pytest
 from rawclient import RawClient, wait_until
 
-from pytest_connfault import Connection, ConnectionNotEnded, ConnfaultError, EndedBy, FaultServer
+from pytest_connfault import (
+    Connection,
+    ConnectionNotEnded,
+    ConnfaultError,
+    EndedBy,
+    FaultServer,
+    Request,
+    Response,
+)
 
 ServerFactory = Callable[..., FaultServer]
 
@@ -161,6 +169,23 @@ def test_unknown_connections_are_refused_by_name(server: FaultServer) -> None:
             server.wait_connections_ended(2)
         with pytest.raises(TypeError, match="ids or Connection records, not '1'"):
             server.wait_connections_ended("1")  # type: ignore[arg-type]
+
+
+def test_a_handler_waiting_would_block_its_own_loop_and_is_refused(server: FaultServer) -> None:
+    """Called from a handler (on the server's loop thread), the blocking wait raises at once, and the
+    handler's 500 carries why; the server serves on."""
+
+    def handler(request: Request) -> Response:
+        server.wait_connections_ended(timeout=30)
+        return Response(body=b"unreachable")
+
+    server.set_handler(handler)
+    started = time.monotonic()
+    with RawClient(server) as client:
+        assert client.request(target="/wait").status == 500
+        assert client.request(target="/wait").status == 500  # the same connection, served on
+    assert time.monotonic() - started < 5, "the handler blocked the loop until its wait ran out"
+    assert "called on the server's own loop thread" in server.handler_errors[0]
 
 
 @pytest.mark.anyio
