@@ -7,7 +7,8 @@ raw sockets, with a pool of its own whose snapshot it reports itself.
 - ``toy-good``: notices a dead idle connection before reusing it (the control: OK);
 - ``toy-dead-reuse``: reuses an idle connection without checking it (encode/httpx #327);
 - ``toy-replay``: resends any failed request once on a new connection, POST included;
-- ``toy-leak``: forgets a connection in its "active" set when a response fails.
+- ``toy-leak``: forgets a connection in its "active" set when a response fails;
+- ``toy-forget``: drops a dead idle connection from its pool without closing its socket.
 
 Use from a ``conftest.py``: ``from conformance_toys import pytest_connfault_drivers``.
 """
@@ -32,10 +33,13 @@ class ToyError(Exception):
 class ToyClient:
     """A keep-alive client with a pool of sockets per origin, and optional bugs."""
 
-    def __init__(self, *, check_dead: bool = True, replay: bool = False, leak: bool = False) -> None:
+    def __init__(self, *, check_dead: bool = True, replay: bool = False, leak: bool = False, forget: bool = False) -> None:
         self.check_dead = check_dead
         self.replay = replay
         self.leak = leak
+        self.forget = forget
+        #: Dead sockets dropped from the pool unclosed (the ``forget`` bug); closed only by close().
+        self.forgotten: list[socket.socket] = []
         self.idle: list[tuple[tuple[str, int], socket.socket]] = []
         self.active: list[tuple[tuple[str, int], socket.socket]] = []
 
@@ -47,7 +51,10 @@ class ToyClient:
                 continue
             readable, _, _ = select.select([sock], [], [], 0) if self.check_dead else ([], [], [])
             if readable:  # an idle connection has nothing to say: readable means closed
-                sock.close()
+                if self.forget:
+                    self.forgotten.append(sock)
+                else:
+                    sock.close()
                 continue
             return sock
         return socket.create_connection(origin, timeout=timeout)
@@ -103,10 +110,11 @@ class ToyClient:
                 raise ConnectionResetError("the server closed the connection")
 
     def close(self) -> None:
-        for _, sock in self.idle + self.active:
+        for sock in [s for _, s in self.idle + self.active] + self.forgotten:
             sock.close()
         self.idle.clear()
         self.active.clear()
+        self.forgotten.clear()
 
     def snapshot(self) -> PoolSnapshot:
         def port(sock: socket.socket) -> int | None:
@@ -166,6 +174,7 @@ TOYS = [
     ToyDriver("toy-dead-reuse", check_dead=False),
     ToyDriver("toy-replay", replay=True),
     ToyDriver("toy-leak", leak=True),
+    ToyDriver("toy-forget", forget=True),
     MissingDriver("toy-missing"),
 ]
 

@@ -42,6 +42,7 @@ def run_toys(pytester: pytest.Pytester, clients: str, scenarios: str) -> dict[st
         ("toy-replay", "read-reset-post", "replayed the POST silently: the server read it 2 times (ledger)*"),
         ("toy-leak", "truncated-length", "the pool still counts 1 active connection(s) after every request finished: a leak"),
         ("toy-leak", "reset-mid-body", "the pool still counts 1 active connection(s) after every request finished: a leak"),
+        ("toy-forget", "idle-half-close-reuse", "reconnected, but never closed connection 1 after the server half-closed it*CLOSE_WAIT*"),
     ],
 )
 def test_broken_toys_are_failed_with_the_right_reason(pytester: pytest.Pytester, toy: str, scenario: str, reason: str) -> None:
@@ -53,10 +54,9 @@ def test_broken_toys_are_failed_with_the_right_reason(pytester: pytest.Pytester,
 
 def test_a_correct_toy_passes_the_same_scenarios(pytester: pytest.Pytester) -> None:
     """The control: the toy without bugs is OK where its broken siblings fail."""
-    results = run_toys(pytester, "toy-good", "idle-fin-reuse,idle-rst-reuse,read-reset-post,truncated-length,reset-mid-body")
-    assert {sid: cell["verdict"] for sid, cell in results["toy-good"].items()} == dict.fromkeys(
-        ["idle-fin-reuse", "idle-rst-reuse", "read-reset-post", "truncated-length", "reset-mid-body"], "OK"
-    )
+    chosen = ["idle-fin-reuse", "idle-rst-reuse", "idle-half-close-reuse", "read-reset-post", "truncated-length", "reset-mid-body"]
+    results = run_toys(pytester, "toy-good", ",".join(chosen))
+    assert {sid: cell["verdict"] for sid, cell in results["toy-good"].items()} == dict.fromkeys(chosen, "OK")
 
 
 def test_each_bug_fails_only_its_own_scenarios(pytester: pytest.Pytester) -> None:

@@ -13,9 +13,15 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Callable
 
+from .._errors import ConnectionNotEnded
 from .._faults import Fault
 from ._cell import Cell
-from ._model import Attempt, Verdict, exception_text, failed, informational, non_strict, ok
+from ._model import OK, Attempt, Verdict, exception_text, failed, informational, non_strict, ok
+
+#: How long a client that has moved on to a new connection may take to close the socket of one the
+#: server half-closed (a sync client closes it in the request that found it dead; an async one within
+#: a few turns of its loop).
+CLOSE_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,36 @@ async def idle_rst_reuse(cell: Cell) -> Verdict:
 
 @scenario(
     "idle-half-close-reuse",
-    "The server half-closes an idle connection and keeps reading; the next GET must not be written onto it.",
+    "The server half-closes an idle connection and keeps reading; the next GET must not be written onto it,"
+    " and the client must close it.",
     "RFC 9112 §9.6 (a FIN means the server sends no more)",
 )
 async def idle_half_close_reuse(cell: Cell) -> Verdict:
-    return await drop_idle_then_get(cell, "half_close", "a half-close of the idle connection")
+    verdict = await drop_idle_then_get(cell, "half_close", "a half-close of the idle connection")
+    if verdict.verdict != OK:
+        return verdict
+    return await kept_half_closed(cell) or verdict
+
+
+async def kept_half_closed(cell: Cell) -> Verdict | None:
+    """FAILED when the client moved on but never closed a connection the server half-closed.
+
+    The server still reads such a connection, so the ledger shows when the client closes its end;
+    one left open is a socket the client holds in CLOSE_WAIT for nothing: a descriptor leak.
+    """
+    half_closed = [c.id for c in cell.server.connections if any(f.kind == "half_close" for f in c.faults)]
+    if not half_closed:  # pragma: no cover - the scenario half-closes one before it gets here
+        return None
+    try:
+        await cell.server.wait_connections_ended_async(*half_closed, timeout=CLOSE_GRACE)
+    except ConnectionNotEnded:
+        still = [c.id for c in cell.server.connections if c.id in half_closed and c.is_open]
+        return failed(
+            f"reconnected, but never closed connection {', '.join(map(str, still))} after the server "
+            f"half-closed it (still open {CLOSE_GRACE:g} s later, per the ledger): its socket is left in "
+            "CLOSE_WAIT, a descriptor leak"
+        )
+    return None
 
 
 # -- 4: the keep-alive race -------------------------------------------------------------------
