@@ -16,13 +16,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Callable, Union
 
 from ._errors import ConnectionNotEnded, ConnfaultError
-from ._ledger import Connection
+from ._ledger import Connection, ConnectionState
 
 if TYPE_CHECKING:
     from ._loop import LoopThread
     from ._server import ServerCore
 
 ConnectionRef = Union[int, Connection]
+
+
+def _has_ended(core: ServerCore, state: ConnectionState) -> bool:
+    """Closed, and out of ``live``: its task's last word is in (socket closed, requests settled)."""
+    return state.closed_at is not None and state.id not in core.live
 
 
 class ConnectionEndings:
@@ -34,6 +39,8 @@ class ConnectionEndings:
     if TYPE_CHECKING:
 
         def timeline(self) -> list[str]: ...
+
+        def connection(self, id: int) -> Connection: ...
 
     def wait_connections_ended(self, *connections: ConnectionRef, timeout: float = 5.0) -> list[Connection]:
         """Block until the server has seen each connection end; return their final records.
@@ -89,21 +96,16 @@ class ConnectionEndings:
         return self._records(ids)
 
     def _connection_ids(self, connections: Sequence[ConnectionRef]) -> list[int]:
-        with self._core.lock:
-            count = len(self._core.ledger.connections)
         if not connections:
-            return list(range(1, count + 1))
+            with self._core.lock:
+                return list(range(1, len(self._core.ledger.connections) + 1))
         ids = []
         for ref in connections:
             if isinstance(ref, Connection):
-                ident = ref.id
-            elif isinstance(ref, int) and not isinstance(ref, bool):
-                ident = ref
-            else:
+                ref = ref.id
+            elif not isinstance(ref, int) or isinstance(ref, bool):
                 raise TypeError(f"connections are ids or Connection records, not {ref!r}")
-            if not 1 <= ident <= count:
-                raise ConnfaultError(f"no connection {ident}: the server has seen {count}")
-            ids.append(ident)
+            ids.append(self.connection(ref).id)  # a ConnfaultError naming it if the ledger has none
         return ids
 
     def _all_ended(self, ids: list[int]) -> Callable[[], bool]:
@@ -112,8 +114,7 @@ class ConnectionEndings:
         def ended() -> bool:
             with core.lock:
                 states = core.ledger.connections
-                # Out of ``live`` once the task's last word is in: socket closed, requests settled.
-                return all(states[i - 1].closed_at is not None and i not in core.live for i in ids)
+                return all(_has_ended(core, states[i - 1]) for i in ids)
 
         return ended
 
@@ -137,9 +138,7 @@ class ConnectionEndings:
         core = self._core
         with core.lock:
             states = [core.ledger.connections[i - 1] for i in ids]
-            still_open = [
-                state.snapshot() for state in states if state.closed_at is None or state.id in core.live
-            ]
+            still_open = [state.snapshot() for state in states if not _has_ended(core, state)]
         lines = "\n".join(f"  {line}" for line in self.timeline())
         return ConnectionNotEnded(
             f"{len(still_open)} of {len(ids)} connection(s) had not ended after {timeout} s: "

@@ -160,9 +160,8 @@ async def kept_half_closed(cell: Cell) -> Verdict | None:
     try:
         await cell.server.wait_connections_ended_async(*half_closed, timeout=CLOSE_GRACE)
     except ConnectionNotEnded:
-        still = [c.id for c in cell.server.connections if c.id in half_closed and c.is_open]
         return failed(
-            f"reconnected, but never closed connection {', '.join(map(str, still))} after the server "
+            f"reconnected, but never closed connection {', '.join(map(str, half_closed))} after the server "
             f"half-closed it (still open {CLOSE_GRACE:g} s later, per the ledger): its socket is left in "
             "CLOSE_WAIT, a descriptor leak"
         )
