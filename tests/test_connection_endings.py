@@ -126,9 +126,12 @@ def test_with_no_connection_named_every_connection_in_the_ledger_is_waited_for(s
         assert second.request().complete
         waiter = Waiter(server)
         first.close()
-        assert waiter.waiting, "returned when only one of the two connections had ended"
+        server.wait_connections_ended(1)
         second.close()
-        assert [r.id for r in waiter.result()] == [1, 2]
+        records = waiter.result()
+    assert [r.id for r in records] == [1, 2]
+    # A wait that returned on the first end would hand back connection 2 still open.
+    assert [r.is_open for r in records] == [False, False], "returned before every connection had ended"
 
 
 def test_stop_ends_what_a_waiter_waits_for(server: FaultServer) -> None:
