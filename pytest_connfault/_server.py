@@ -297,7 +297,8 @@ class FaultServer(IdleCommands, ConnectionEndings):
             import trio
 
             with trio.CancelScope() as scope:
-                await self._counted(sock, state, scope.cancel)
+                # The lone connection waits through trio itself (see ``_wire.py``).
+                await self._counted(sock, state, scope.cancel, own_waits=True)
         else:
             import asyncio
 
@@ -306,23 +307,29 @@ class FaultServer(IdleCommands, ConnectionEndings):
             await self._counted(sock, state, task.cancel)
 
     async def _counted(
-        self, sock: socket.socket, state: ConnectionState, cancel: Callable[[], object]
+        self,
+        sock: socket.socket,
+        state: ConnectionState,
+        cancel: Callable[[], object],
+        own_waits: bool = False,
     ) -> None:
         core = self._core
         try:
             with core.lock:
                 if not core.stopping:
                     self._cancels[state.id] = cancel
-            await self._serve_connection(sock, state)
+            await self._serve_connection(sock, state, own_waits)
         except Exception:  # noqa: BLE001 - a bug in the server itself: reported at the fixture's teardown
             with core.lock:
                 core.errors.append(traceback.format_exc())
         finally:
             self._task_done(state.id)
 
-    async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
+    async def _serve_connection(self, sock: socket.socket, state: ConnectionState, own_waits: bool) -> None:
         core = self._core
-        wire = Wire(sock) if self.tls_context is None else TlsWire(sock, self.tls_context)
+        wire = (
+            Wire(sock, own_waits) if self.tls_context is None else TlsWire(sock, self.tls_context, own_waits)
+        )
         counted = state.phase != "refused"
         with core.lock:
             state.wire = wire

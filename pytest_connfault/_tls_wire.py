@@ -47,8 +47,8 @@ class TlsWire(Wire):
 
     __slots__ = ("_eof", "_out", "_plain", "established", "incoming", "notified", "outgoing", "tls")
 
-    def __init__(self, sock: socket.socket, context: ssl.SSLContext) -> None:
-        super().__init__(sock)
+    def __init__(self, sock: socket.socket, context: ssl.SSLContext, own_waits: bool = False) -> None:
+        super().__init__(sock, own_waits)
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)

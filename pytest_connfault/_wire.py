@@ -7,6 +7,11 @@ Waiting for a socket goes through the loop's private epoll (``_poller.py``) rath
 generic helpers: it is the hottest path of the server (twice per request), and owning the waiter
 lets the commands close a socket and wake its connection loop in one step, and lets
 ``server.inject`` wake a loop waiting between requests. Without epoll, the backends' own waits.
+
+On trio, a server's lone connection waits through trio itself (``own_waits``): there a wake
+through the poller costs a second scheduler batch (trio wakes the poller's task, which wakes the
+connection's), some 40-90 µs per connection, while the poller pays off for crowds (a command's
+hundred wake-ups are plain values instead of a hundred exceptions).
 """
 
 from __future__ import annotations
@@ -47,9 +52,10 @@ def _resolve(future: asyncio.Future[str], outcome: str = _READY) -> None:
 class Wire:
     """A connection's socket, as the connection loop and the commands use it."""
 
-    __slots__ = ("_loop", "_poller", "_reader", "_writer", "closed", "sock", "write_shut")
+    __slots__ = ("_loop", "_poller", "_reader", "_woken", "_writer", "closed", "sock", "write_shut")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, own_waits: bool = False) -> None:
+        """``own_waits``: on trio, wait through trio itself rather than the poller (see ``_server.py``)."""
         self.sock = sock
         self.closed = False
         self.write_shut = False
@@ -57,12 +63,16 @@ class Wire:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # made on a trio loop
             self._loop = None
-        self._poller: Poller | TrioPoller | None = (
-            poller_for(self._loop) if self._loop is not None else trio_poller()
-        )
-        #: Without a poller, the pending read and write waits: asyncio futures, or trio cancel scopes.
+        self._poller: Poller | TrioPoller | None
+        if self._loop is not None:
+            self._poller = poller_for(self._loop)
+        else:
+            self._poller = None if own_waits else trio_poller()
+        #: Without a poller, whether a read or write wait is pending: its asyncio future, or True.
         self._reader: Any = None
         self._writer: Any = None
+        #: trio without a poller: ``wake`` interrupted the pending wait.
+        self._woken = False
 
     async def receive(self, wait_first: bool = False) -> bytes:
         """The next bytes from the client; ``b""`` at its EOF.
@@ -154,27 +164,33 @@ class Wire:
                     loop.remove_writer(fd)
 
     async def _wait_trio(self, read: bool) -> str:
-        """Without epoll: trio's own waits, in a cancel scope that ``wake`` cancels."""
+        """trio's own waits. ``wake`` and ``close`` end one with ``notify_closing``, which leaves
+        the socket usable: no cancel scope per wait (entering and leaving one costs more than the
+        wait itself)."""
         import trio
 
-        with trio.CancelScope() as scope:
+        if read:
+            self._reader = True
+        else:
+            self._writer = True
+        try:
             if read:
-                self._reader = scope
+                await trio.lowlevel.wait_readable(self.sock)
             else:
-                self._writer = scope
-            try:
-                if read:
-                    await trio.lowlevel.wait_readable(self.sock)
-                else:
-                    await trio.lowlevel.wait_writable(self.sock)
-            except trio.ClosedResourceError:
+                await trio.lowlevel.wait_writable(self.sock)
+        except trio.ClosedResourceError:
+            if self.closed:
                 return _CLOSED
-            finally:
-                if read:
-                    self._reader = None
-                else:
-                    self._writer = None
-        return _WOKEN if scope.cancelled_caught else _READY
+            if self._woken:
+                return _WOKEN
+            raise
+        finally:
+            self._woken = False
+            if read:
+                self._reader = None
+            else:
+                self._writer = None
+        return _READY
 
     def wake(self) -> None:
         """Interrupt a pending read wait with :class:`WireWoken` (on the loop thread)."""
@@ -187,7 +203,10 @@ class Wire:
         if self._loop is not None:
             _resolve(waiter, _WOKEN)
         else:
-            waiter.cancel()
+            import trio
+
+            self._woken = True
+            trio.lowlevel.notify_closing(self.sock)
 
     def readable_now(self) -> bool:
         """Whether a read would return at once: bytes, the client's EOF or its reset are waiting.

@@ -584,7 +584,7 @@ def test_oracle_catches_a_server_that_sends_garbage(connfault_server_factory: Se
 class _DyingServer(FaultServer):
     """A server that dies (a bug in the server) on the first connection it accepts."""
 
-    async def _serve_connection(self, sock: socket.socket, state: ConnectionState) -> None:
+    async def _serve_connection(self, sock: socket.socket, state: ConnectionState, own_waits: bool) -> None:
         sock.close()
         raise RuntimeError("the server died on its input")
 

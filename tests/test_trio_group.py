@@ -3,7 +3,8 @@
 Its contract, on a real trio loop (no sockets needed: the group only hands them to ``run``):
 connections added before the host runs wait for it; one cancel ends every member; once the last
 member has ended the group takes no more; and on a real server, the connections accepted while
-another is open run in it while a lone connection keeps a scope of its own.
+another is open run in it (waiting through the poller) while a lone connection keeps a scope of
+its own (and waits through trio itself).
 """
 
 from __future__ import annotations
@@ -77,6 +78,11 @@ def test_a_trio_server_runs_concurrent_connections_in_one_group_and_a_lone_one_o
             lone.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert lone.recv(65536).startswith(b"HTTP/1.1 200 ")
             assert server._group is None, "a server's only connection needs no group"
+            lone_wire = server._core.live[1].wire
+            assert lone_wire is not None
+            assert lone_wire._poller is None, (
+                "a server's only connection waits through trio itself, not the poller's task"
+            )
             crowd = [socket.create_connection((server.host, server.port), timeout=5.0) for _ in range(3)]
             try:
                 for sock in crowd:
@@ -85,6 +91,9 @@ def test_a_trio_server_runs_concurrent_connections_in_one_group_and_a_lone_one_o
                 group = server._group
                 assert group is not None, "connections accepted beside another run in a group"
                 assert group.accepts()
+                assert all(server._core.live[number].wire._poller is not None for number in (2, 3, 4)), (
+                    "connections in a group wait through the poller (a command's wake-ups are values)"
+                )
                 dropped = server.reset_idle()
                 assert len(dropped) == 4
             finally:
