@@ -16,11 +16,15 @@ A connection lives these moments, each a place where an armed fault may fire::
 
 The connection is marked idle *before* the final send, under the server's lock, so that a client
 which already holds its response and calls ``server.close_idle()`` always finds it idle.
+
+Between requests, while no fault is armed, a plain request to a canned or default answer is served
+on the spot by the poller's callback (``_serve_inline``): the same steps, without waking the task.
 """
 
 from __future__ import annotations
 
 import inspect
+import traceback
 from typing import TYPE_CHECKING
 
 import anyio
@@ -32,9 +36,9 @@ from ._late_reads import LateReads
 from ._ledger import ConnectionState, EndedBy, Outcome, Request
 from ._quick_parse import QuickRequest, quick_parse
 from ._request_checks import request_headers, unacceptable_head
-from ._responses import Rendered, Response, handler_error_response, render
+from ._responses import Rendered, Response, asks_close, handler_error_response, render
 from ._tls_wire import serve_handshake
-from ._wire import Wire, WireWoken
+from ._wire import RECEIVE_SIZE, Wire, WireWoken
 
 if TYPE_CHECKING:
     from ._server import ServerCore
@@ -59,6 +63,10 @@ class ConnectionLoop(LateReads):
         self.pending_eof = False
         #: When the connection last became idle (its last response's final send), loop time.
         self.idle_since = 0.0
+        #: Left by ``_serve_inline`` for the task: the rest of an answer the kernel did not take at
+        #: once, and a reset met while reading.
+        self._unsent = b""
+        self._reset: OSError | None = None
 
     # -- faults ---------------------------------------------------------------------------
 
@@ -235,6 +243,13 @@ class ConnectionLoop(LateReads):
                 continue  # a fault was armed: look again
             finally:
                 core.waiting.discard(self.wire)
+            if self._unsent:
+                # The rest of an answer given on the spot (``_serve_inline``); then this is a
+                # request boundary again, unless the next request came with the last.
+                unsent, self._unsent = self._unsent, b""
+                await self.wire.send_all(unsent)
+                if not self.pending:
+                    continue
             if due is None:
                 break
             # An idle fault's time came (reset, close, half_close, garbage: each ends the connection).
@@ -264,8 +279,75 @@ class ConnectionLoop(LateReads):
                 handle = self._take("idle", last, idle_for=threshold)
                 if handle is not None:
                     return handle
-        await self.wire.wait_readable()
+        await self.wire.wait_readable(None if self.state.tls else self._serve_inline)
         return None
+
+    def _serve_inline(self) -> bool:
+        """Serve a plain request on the spot, as the poller sees it arrive; False to leave it to the task.
+
+        Called on the loop thread while the task waits between requests (``_pause``). A plain
+        request (parsed by ``quick_parse``, acceptable, keep-alive) to a canned or default answer,
+        with no fault armed, takes exactly the task's steps (record, answer, mark idle, send) with
+        none of its wake-up: no future, no second turn of the loop. Anything else is handed over:
+        bytes read are left in ``pending``, a reset in ``_reset``, and the task takes it from there.
+        """
+        try:
+            return self._serve_plain()
+        except Exception:  # noqa: BLE001 - a server bug: recorded (fails the test at teardown), never
+            # raised into the poller, whose other connections would then wait for ever
+            with self.core.lock:
+                self.core.errors.append(traceback.format_exc())
+            return False
+
+    def _serve_plain(self) -> bool:
+        core = self.core
+        wire = self.wire
+        if (
+            core.plan.handles
+            or core.routes.handler is not None  # it may be async, or slow: the task calls it
+            or core.stopping
+            or wire.write_shut
+            or wire.closed
+            or self.pending
+        ):
+            return False
+        try:
+            data = wire.sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return True  # nothing after all: wait on
+        except OSError as exc:
+            self._reset = exc
+            return False
+        if not data:
+            return False  # the client's EOF: the task reads it again (a recv at EOF returns b"")
+        quick = quick_parse(data)
+        if (
+            quick is None
+            or quick.version != "1.1"
+            or unacceptable_head(quick.method, quick.target, quick.headers, quick.version, core.options)
+            is not None
+        ):
+            self.pending = data
+            return False
+        path = quick.target.partition("?")[0]
+        response = core.routes.canned(quick.method, path)
+        if response.close or asks_close(quick.headers):
+            self.pending = data
+            return False
+        with core.lock:
+            self.state.phase = "busy"
+            request = core.ledger.add_request(
+                self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
+            )
+        self.pending = quick.rest
+        rendered = render(response, request)
+        self._complete(request, rendered.status, True)
+        out = rendered.wire
+        sent = wire.try_send(out)
+        if sent < len(out):
+            self._unsent = out[sent:]
+            return False
+        return not self.pending
 
     async def _read_request(self) -> Request | None:
         """Read one whole request and record it; None when the connection ended instead."""
@@ -282,7 +364,7 @@ class ConnectionLoop(LateReads):
                 else:
                     if not await self._await_request():
                         return None
-                    data = await self.wire.receive()
+                    data = await self._handed_over()
                 if self.wire.write_shut:  # half-closed by server.half_close_idle() while idle
                     await self._read_after_half_close(data)
                     return None
@@ -351,6 +433,14 @@ class ConnectionLoop(LateReads):
             elif isinstance(event, h11.ConnectionClosed):
                 self._end(EndedBy.CLIENT_FIN)
                 return None
+
+    async def _handed_over(self) -> bytes:
+        """After a wait between requests: what ``_serve_inline`` left for the task, else a read."""
+        if self._reset is not None:
+            reset, self._reset = self._reset, None
+            raise reset
+        data, self.pending = self.pending, b""
+        return data or await self.wire.receive()
 
     async def _record_quick(self, quick: QuickRequest) -> Request | None:
         """Check and record a request that ``quick_parse`` read whole (what h11's path does)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import select
 import weakref
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 if TYPE_CHECKING:
     import trio
@@ -40,6 +40,8 @@ class _Epoll(Generic[W]):
         self.epoll = select.epoll()
         #: fd -> [read waiter, write waiter]
         self.waiters: dict[int, list[W | None]] = {}
+        #: fd -> what to call first when the read wait's socket is ready (see ``wait``).
+        self.inline: dict[int, Callable[[], bool]] = {}
 
     def _resolve(self, waiter: W, outcome: str) -> None:
         raise NotImplementedError
@@ -79,6 +81,7 @@ class _Epoll(Generic[W]):
 
     def forget(self, fd: int, outcome: str) -> None:
         """Before ``fd`` closes: unregister it and hand its waiters ``outcome``."""
+        self.inline.pop(fd, None)
         entry = self.waiters.pop(fd, None)
         if entry is None:
             return
@@ -102,6 +105,11 @@ class _Epoll(Generic[W]):
                 continue
             reader, writer = entry
             if reader is not None and events & (_IN | _ERR):
+                inline = self.inline.get(fd)
+                if inline is not None and inline() and self.waiters.get(fd) is entry and entry[0] is reader:
+                    # Served on the spot: the waiter waits on (a oneshot registration: re-arm).
+                    self.epoll.modify(fd, self._mask(entry))
+                    continue
                 entry[0] = None
                 self._resolve(reader, READY)
             if writer is not None and events & (_OUT | _ERR):
@@ -123,13 +131,21 @@ class Poller(_Epoll["asyncio.Future[str]"]):
         if not waiter.done():
             waiter.set_result(outcome)
 
-    async def wait(self, fd: int, read: bool) -> str:
-        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted."""
+    async def wait(self, fd: int, read: bool, inline: Callable[[], bool] | None = None) -> str:
+        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted.
+
+        ``inline`` (read waits only): called on the loop thread each time ``fd`` is readable, before
+        the waiter is; True means it consumed the readiness itself and the wait goes on.
+        """
         future: asyncio.Future[str] = self.loop.create_future()
         self.arm(fd, read, future)
+        if inline is not None:
+            self.inline[fd] = inline
         try:
             return await future
         finally:
+            if inline is not None:
+                self.inline.pop(fd, None)
             if future.cancelled():  # the task was cancelled (the server stops)
                 self.disarm(fd, read, future)
 
@@ -163,16 +179,23 @@ class TrioPoller(_Epoll["trio.lowlevel.Task"]):
     def _resolve(self, waiter: trio.lowlevel.Task, outcome: str) -> None:
         self._reschedule(waiter, self._value(outcome))
 
-    async def wait(self, fd: int, read: bool) -> str:
-        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted."""
+    async def wait(self, fd: int, read: bool, inline: Callable[[], bool] | None = None) -> str:
+        """Wait until ``fd`` is ready; READY, or WOKEN / CLOSED when interrupted (``inline``: as
+        for :meth:`Poller.wait`)."""
         task = self._current_task()
         self.arm(fd, read, task)
+        if inline is not None:
+            self.inline[fd] = inline
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
             self.disarm(fd, read, task)  # cancelled (the server stops)
             return self._succeeded
 
-        result: str = await self._park(abort)
+        try:
+            result: str = await self._park(abort)
+        finally:
+            if inline is not None:
+                self.inline.pop(fd, None)
         return result
 
     async def watch(self, *, task_status: Any) -> None:

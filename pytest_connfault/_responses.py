@@ -134,7 +134,7 @@ class Rendered:
 
 def render(response: Response, request: Request) -> Rendered:
     """Turn ``response`` into the bytes that answer ``request``."""
-    keep_alive = not response.close and request.http_version == "1.1" and not _asks_close(request)
+    keep_alive = not response.close and request.http_version == "1.1" and not asks_close(request.headers)
     head = response._head
     if not keep_alive and not response.close:
         head = head[:-2] + b"Connection: close\r\n\r\n"
@@ -146,8 +146,9 @@ def render(response: Response, request: Request) -> Rendered:
     return Rendered(head, b"".join(response.pieces), b"", response.status, keep_alive)
 
 
-def _asks_close(request: Request) -> bool:
-    return any(name.lower() == "connection" and "close" in value.lower() for name, value in request.headers)
+def asks_close(headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether request ``headers`` say ``Connection: close``."""
+    return any(name.lower() == "connection" and "close" in value.lower() for name, value in headers)
 
 
 DEFAULT_RESPONSE = Response()
@@ -168,6 +169,10 @@ class Routes:
 
     def set(self, path: str, response: Response, method: str | None = None) -> None:
         self._by_path[(method.upper() if method else None, path)] = response
+
+    def canned(self, method: str, path: str) -> Response:
+        """The canned response for ``method`` and ``path``, else the default (the handler aside)."""
+        return self._by_path.get((method, path)) or self._by_path.get((None, path)) or DEFAULT_RESPONSE
 
     def resolve(self, request: Request) -> Response | Awaitable[Response]:
         """The canned response for the request's path, else the handler's answer, else the default.

@@ -18,7 +18,7 @@ that stalls its handshake holds up nothing else.
 from __future__ import annotations
 
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ._ledger import EndedBy
 from ._wire import RECEIVE_SIZE, Wire, WireClosed
@@ -177,8 +177,11 @@ class TlsWire(Wire):
             self._eof = True
         return True
 
-    async def wait_readable(self) -> None:
-        """Wait until plaintext (or the client's EOF) can be read; ciphertext alone is not enough."""
+    async def wait_readable(self, inline: Callable[[], bool] | None = None) -> None:
+        """Wait until plaintext (or the client's EOF) can be read; ciphertext alone is not enough.
+
+        ``inline`` is not called: what arrives is ciphertext, for this wire to decrypt.
+        """
         if not self.established:
             await super().wait_readable()
             return

@@ -20,7 +20,7 @@ import asyncio
 import select
 import socket
 import struct
-from typing import Any
+from typing import Any, Callable
 
 from ._poller import CLOSED as _CLOSED
 from ._poller import READY as _READY
@@ -108,8 +108,12 @@ class Wire:
         except BlockingIOError:
             return None
 
-    async def wait_readable(self) -> None:
+    async def wait_readable(self, inline: Callable[[], bool] | None = None) -> None:
         """Wait until bytes (or EOF, or an error) can be read.
+
+        ``inline``: with the poller, called on the loop thread whenever the socket is readable,
+        before this wait ends; when it returns True (it read and handled the bytes itself), the
+        wait goes on. Without the poller it is never called.
 
         Raises:
             WireClosed: the server closed the socket meanwhile.
@@ -117,7 +121,7 @@ class Wire:
         """
         if self.closed:
             raise WireClosed
-        await self._wait(True)
+        await self._wait(True, inline)
 
     async def wait_writable(self) -> None:
         """Wait until the kernel takes more bytes (or the socket fails)."""
@@ -125,10 +129,10 @@ class Wire:
             raise WireClosed
         await self._wait(False)
 
-    async def _wait(self, read: bool) -> None:
+    async def _wait(self, read: bool, inline: Callable[[], bool] | None = None) -> None:
         poller = self._poller
         if poller is not None:
-            outcome = await poller.wait(self.sock.fileno(), read)
+            outcome = await poller.wait(self.sock.fileno(), read, inline)
         elif self._loop is not None:
             outcome = await self._wait_asyncio(read)
         else:

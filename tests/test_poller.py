@@ -146,3 +146,74 @@ def test_a_cancelled_wait_leaves_no_waiter_behind(backend: str, pair: tuple[sock
         assert poller.waiters[fd] == [None, None]
 
     BACKENDS[backend](scenario, *pair)
+
+
+async def readable_twice_with(poller: Any, ours: socket.socket, theirs: socket.socket, answers: list[bool]) -> tuple[str | None, int]:
+    """Wait with an ``inline`` callback answering ``answers`` in turn (each call reads one byte);
+    bytes arrive one at a time. What the wait returned (None: still waiting) and the calls made."""
+    calls: list[int] = []
+    result: list[str] = []
+
+    def inline() -> bool:
+        calls.append(len(ours.recv(1)))
+        return answers[len(calls) - 1]
+
+    async def waiter() -> None:
+        result.append(await poller.wait(ours.fileno(), True, inline))
+
+    async def feed() -> None:
+        for count in range(1, len(answers) + 1):
+            theirs.send(b"x")
+            for _ in range(200):  # bounded: each byte is seen within a few turns
+                if len(calls) == count or result:
+                    break
+                await next_turns(poller)
+
+    if isinstance(poller, TrioPoller):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await next_turns(poller)
+            await feed()
+            await next_turns(poller)
+            if not result:
+                nursery.cancel_scope.cancel()
+    else:
+        task = asyncio.ensure_future(waiter())
+        await next_turns(poller)
+        await feed()
+        await next_turns(poller)
+        if not result:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+    return (result[0] if result else None), len(calls)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_inline_callback_that_handles_readiness_keeps_the_wait_going(
+    backend: str, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """``inline`` returning True consumed the readiness: the waiter waits on, and the registration is
+    re-armed, so the next bytes call ``inline`` again."""
+
+    async def scenario(poller: Any, ours: socket.socket, theirs: socket.socket) -> None:
+        outcome, calls = await readable_twice_with(poller, ours, theirs, [True, True])
+        assert outcome is None, "the wait ended although the inline callback handled every readiness"
+        assert calls == 2, "the registration was not re-armed after the inline callback handled the first bytes"
+        assert ours.fileno() not in poller.inline, "the cancelled wait left its inline callback behind"
+
+    BACKENDS[backend](scenario, *pair)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_inline_callback_that_declines_hands_readiness_to_the_waiter(
+    backend: str, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """``inline`` returning False: the wait ends READY, and the callback is forgotten with it."""
+
+    async def scenario(poller: Any, ours: socket.socket, theirs: socket.socket) -> None:
+        outcome, calls = await readable_twice_with(poller, ours, theirs, [True, False])
+        assert (outcome, calls) == (READY, 2)
+        assert ours.fileno() not in poller.inline
+
+    BACKENDS[backend](scenario, *pair)
