@@ -334,12 +334,7 @@ class ConnectionLoop(LateReads):
         if response.close or asks_close(quick.headers):
             self.pending = data
             return False
-        with core.lock:
-            self.state.phase = "busy"
-            request = core.ledger.add_request(
-                self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
-            )
-        self.pending = quick.rest
+        request = self._add_quick(quick)
         rendered = render(response, request)
         self._complete(request, rendered.status, True)
         out = rendered.wire
@@ -450,8 +445,13 @@ class ConnectionLoop(LateReads):
         if problem is not None:
             await self._reject(problem[0], problem[1], quick.method, quick.target, quick.headers)
             return None
+        return self._add_quick(quick)
+
+    def _add_quick(self, quick: QuickRequest) -> Request:
+        """Record a request ``quick_parse`` read whole (its checks passed); what follows it is pending."""
         self.pending = quick.rest
         with self.core.lock:
+            self.state.phase = "busy"
             return self.core.ledger.add_request(
                 self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
             )

@@ -170,17 +170,19 @@ class Routes:
     def set(self, path: str, response: Response, method: str | None = None) -> None:
         self._by_path[(method.upper() if method else None, path)] = response
 
+    def _found(self, method: str, path: str) -> Response | None:
+        return self._by_path.get((method, path)) or self._by_path.get((None, path))
+
     def canned(self, method: str, path: str) -> Response:
         """The canned response for ``method`` and ``path``, else the default (the handler aside)."""
-        return self._by_path.get((method, path)) or self._by_path.get((None, path)) or DEFAULT_RESPONSE
+        return self._found(method, path) or DEFAULT_RESPONSE
 
     def resolve(self, request: Request) -> Response | Awaitable[Response]:
         """The canned response for the request's path, else the handler's answer, else the default.
 
         An async handler's answer is returned un-awaited; the connection loop awaits it.
         """
-        path = request.path
-        found = self._by_path.get((request.method, path)) or self._by_path.get((None, path))
+        found = self._found(request.method, request.path)
         if found is not None:
             return found
         if self.handler is not None:
