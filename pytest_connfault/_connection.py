@@ -57,7 +57,8 @@ class ConnectionLoop(LateReads):
         #: The h11 parser of the request being read, when it is not a plain one (see
         #: ``_quick_parse.py``); None between requests.
         self.h11: h11.Connection | None = None
-        #: Bytes received and not yet parsed: what came after the last request (pipelined).
+        #: Bytes received and not yet parsed: what came after the last request (pipelined), or what
+        #: ``_serve_inline`` read and handed to the task.
         self.pending = b""
         #: Whether the client's EOF came with ``pending``.
         self.pending_eof = False

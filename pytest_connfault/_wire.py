@@ -55,7 +55,8 @@ class Wire:
     __slots__ = ("_loop", "_poller", "_reader", "_woken", "_writer", "closed", "sock", "write_shut")
 
     def __init__(self, sock: socket.socket, own_waits: bool = False) -> None:
-        """``own_waits``: on trio, wait through trio itself rather than the poller (see ``_server.py``)."""
+        """``own_waits``: on trio, wait through trio itself rather than the poller (see the module's
+        docstring; ``_server.py`` asks it for a server's lone connection)."""
         self.sock = sock
         self.closed = False
         self.write_shut = False
