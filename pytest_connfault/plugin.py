@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from ._errors import FaultSpecError, ServerError
+from ._errors import ConnfaultError, FaultSpecError, ServerError
 from ._faults import Fault
 from ._loop import BACKENDS, release_loops, retain_loops
 
@@ -90,8 +90,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--connfault-chaos={rate} is not a rate; give a fraction from 0 to 1, e.g. 0.1"
         )
-    _session_backends.append(backend)
-    config.add_cleanup(_forget_session_backend)
+    _sessions.append(_Running(backend))
+    config.add_cleanup(_forget_session)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -174,14 +174,16 @@ _MARKED_SERVERS = ("connfault_server", "connfault_tls_server")
 
 
 @pytest.fixture
-def _connfault_param(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
+def _connfault_param() -> tuple[Fault, ...] | None:
     """The faults of this parametrized case, for ``connfault_proxy`` (internal; the marker's list form)."""
-    return _case_faults(request)
+    return _case_faults(_test_item(), _PARAM)
 
 
-def _case_faults(request: pytest.FixtureRequest) -> tuple[Fault, ...] | None:
-    """The parametrized case's faults, given to a server fixture as its indirect parameter."""
-    param = getattr(request, "param", None)
+def _case_faults(item: pytest.Item, fixture: str) -> tuple[Fault, ...] | None:
+    """The parametrized case's faults, given to a server fixture as its indirect parameter (what
+    ``request.param`` would be in that fixture)."""
+    callspec = getattr(item, "callspec", None)
+    param = callspec.params.get(fixture) if callspec is not None else None
     return param if isinstance(param, tuple) else None
 
 
@@ -197,17 +199,43 @@ def _faults_for(item: pytest.Item, param: tuple[Fault, ...] | None) -> list[Faul
 # -- fixtures -----------------------------------------------------------------------------
 
 
-# The fixtures below take ``request`` only where they need it: pytest builds a fixture definition
-# for every ``request`` argument of every fixture, every test (a good part of a fresh server's cost).
+# The fixtures below take ``request`` only where they need it (a factory's lazy fixture lookup):
+# pytest builds a fixture definition for every ``request`` argument of every fixture, every test,
+# which under pytest 9 costs some 80 µs a test, more than a server's start and stop. They learn
+# which test they serve from ``pytest_runtest_setup`` instead.
 
 
-#: The backend of each running session, innermost last (pytester runs sessions inside a test's).
+class _Running:
+    """A running pytest session, as the fixtures see it without asking for ``request``."""
+
+    __slots__ = ("backend", "item")
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        #: The test whose setup began last: the one any function-scoped fixture is set up for.
+        self.item: pytest.Item | None = None
+
+
+#: Each running session, innermost last (pytester runs sessions inside a test's).
 #: ``pytest_configure`` pushes and the session's cleanup pops, so the top is the running session's.
-_session_backends: list[str] = []
+_sessions: list[_Running] = []
 
 
-def _forget_session_backend() -> None:
-    _session_backends.pop()
+def _forget_session() -> None:
+    _sessions.pop()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _sessions[-1].item = item
+
+
+def _test_item() -> pytest.Item:
+    """The test a function-scoped fixture is being set up for."""
+    item = _sessions[-1].item if _sessions else None
+    if item is None:
+        raise ConnfaultError("the connfault fixtures are set up for a test; no test is running")
+    return item
 
 
 @pytest.fixture(scope="session")
@@ -220,7 +248,7 @@ def connfault_backend() -> str:
     """
     # Argument-free on purpose: under pytest 9, asking for another fixture (even a cached session
     # one, such as ``pytestconfig``) costs every test that uses a server some 30 µs more.
-    return _session_backends[-1]
+    return _sessions[-1].backend
 
 
 ServerFactory = Callable[..., "FaultServer"]
@@ -256,7 +284,9 @@ def connfault_server_factory(
 
     def make(**options: Any) -> FaultServer:
         options.setdefault("backend", connfault_backend)
-        server = _start_server(request, options)
+        if options.get("tls") is True:
+            options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
+        server = _start_server(request.node, options)
         servers.append(server)
         return server
 
@@ -264,48 +294,45 @@ def connfault_server_factory(
     _stop_all(servers, "server")
 
 
-def _start_server(request: pytest.FixtureRequest, options: dict[str, Any]) -> FaultServer:
+def _start_server(item: pytest.Item, options: dict[str, Any]) -> FaultServer:
     """Start a server for the test; it joins the test's ledger report."""
     from ._server import FaultServer
 
-    if options.get("tls") is True:
-        options["tls"] = request.getfixturevalue("connfault_server_ssl_context")
     server = FaultServer(**options).start()
-    request.node.stash.setdefault(_servers_key, []).append(server)
+    item.stash.setdefault(_servers_key, []).append(server)
     return server
 
 
-def _arm_marked(request: pytest.FixtureRequest, server: FaultServer, param: tuple[Fault, ...] | None) -> None:
+def _arm_marked(item: pytest.Item, server: FaultServer, param: tuple[Fault, ...] | None) -> None:
     """Arm the test's ``@pytest.mark.connfault`` faults (or this parametrized case's) and its chaos."""
-    node = request.node
-    nothing_marked = param is None and node.get_closest_marker("connfault") is None
-    if nothing_marked and request.config.getoption("connfault_chaos", None) is None:
+    nothing_marked = param is None and item.get_closest_marker("connfault") is None
+    if nothing_marked and item.config.getoption("connfault_chaos", None) is None:
         return  # the common case: nothing to arm
-    for fault in _faults_for(node, param):
+    for fault in _faults_for(item, param):
         server.inject(fault)
-    _arm_chaos(request, server)
+    _arm_chaos(item, server)
 
 
-def _marked_server(
-    request: pytest.FixtureRequest, options: dict[str, Any], param: tuple[Fault, ...] | None
-) -> Iterator[FaultServer]:
-    server = _start_server(request, options)
+def _marked_server(options: dict[str, Any], fixture: str) -> Iterator[FaultServer]:
+    """A server fixture's body: start, arm the test's faults, yield, stop."""
+    item = _test_item()
+    server = _start_server(item, options)
     try:
-        _arm_marked(request, server, param)
+        _arm_marked(item, server, _case_faults(item, fixture))
         yield server
     finally:
         _stop_all([server], "server")
 
 
 @pytest.fixture
-def connfault_server(request: pytest.FixtureRequest, connfault_backend: str) -> Iterator[FaultServer]:
+def connfault_server(connfault_backend: str) -> Iterator[FaultServer]:
     """A running HTTP/1.1 server on ``127.0.0.1`` and an ephemeral port, fresh for each test.
 
     Scope: function. Type: :class:`FaultServer`. Default: keep-alive, answers ``200 ok``;
     the test's ``@pytest.mark.connfault`` faults are armed, in the order written. Teardown stops
     it (failing the test if the server failed internally).
     """
-    yield from _marked_server(request, {"backend": connfault_backend}, _case_faults(request))
+    yield from _marked_server({"backend": connfault_backend}, "connfault_server")
 
 
 @pytest.fixture(scope="session")
@@ -360,7 +387,9 @@ def connfault_ca_bundle(connfault_ca: trustme.CA) -> Iterator[str]:
 
 
 @pytest.fixture
-def connfault_tls_server(request: pytest.FixtureRequest, connfault_backend: str) -> Iterator[FaultServer]:
+def connfault_tls_server(
+    connfault_backend: str, connfault_server_ssl_context: ssl.SSLContext
+) -> Iterator[FaultServer]:
     """``connfault_server`` over TLS: HTTPS on ``127.0.0.1``, certificate from ``connfault_ca``.
 
     Scope: function. Type: :class:`FaultServer` (``scheme == "https"``). Default: as
@@ -368,7 +397,9 @@ def connfault_tls_server(request: pytest.FixtureRequest, connfault_backend: str)
     ``@pytest.mark.connfault`` faults are armed, ``at="handshake"`` ones included. Clients trust
     it through ``connfault_client_ssl_context`` or ``connfault_ca_bundle``.
     """
-    yield from _marked_server(request, {"backend": connfault_backend, "tls": True}, _case_faults(request))
+    yield from _marked_server(
+        {"backend": connfault_backend, "tls": connfault_server_ssl_context}, "connfault_tls_server"
+    )
 
 
 # -- the proxy and chaos -------------------------------------------------------------------
@@ -450,7 +481,7 @@ def connfault_proxy(
     if upstream is None:
         upstream = request.getfixturevalue("connfault_upstream")
     proxy = connfault_proxy_factory(upstream, **options)
-    _arm_marked(request, proxy, _connfault_param)
+    _arm_marked(request.node, proxy, _connfault_param)
     yield proxy
     # Stopped here (closing its upstream connections), before the upstream fixture's teardown,
     # which may wait for them: the upstream was set up after the factory, so it ends before it.
@@ -473,23 +504,23 @@ def _session_seed(config: pytest.Config) -> int:
     return config.stash[_seed_key]
 
 
-def _arm_chaos(request: pytest.FixtureRequest, server: FaultServer) -> None:
+def _arm_chaos(item: pytest.Item, server: FaultServer) -> None:
     """Arm the test's chaos on ``server``: its ``connfault("chaos", ...)`` marker, else ``--connfault-chaos``.
 
     The seed: the marker's ``seed=``, else ``--connfault-seed``, else the session's random one.
     """
     from ._chaos import Chaos, arm_chaos, chaos_from_mark, is_chaos_mark
 
-    mark = next((m for m in request.node.iter_markers("connfault") if is_chaos_mark(m)), None)
-    seed = _session_seed(request.config)
+    mark = next((m for m in item.iter_markers("connfault") if is_chaos_mark(m)), None)
+    seed = _session_seed(item.config)
     if mark is not None:
         chaos = chaos_from_mark(mark, seed)
     else:
-        rate = request.config.getoption("connfault_chaos", None)
+        rate = item.config.getoption("connfault_chaos", None)
         if rate is None:
             return
         chaos = Chaos(rate, seed)
-    request.node.stash.setdefault(_chaos_key, []).append(arm_chaos(server, chaos))
+    item.stash.setdefault(_chaos_key, []).append(arm_chaos(server, chaos))
 
 
 # -- reports ------------------------------------------------------------------------------

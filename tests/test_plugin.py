@@ -254,6 +254,30 @@ def test_a_session_run_inside_a_test_leaves_the_outer_sessions_backend_alone(pyt
     pytester.runpytest("-p", "pytester", "-p", "no:randomly", "--connfault-backend=asyncio").assert_outcomes(passed=2)
 
 
+def test_a_server_asked_for_late_joins_the_report_of_the_test_that_asked(pytester: pytest.Pytester) -> None:
+    """The server fixtures learn their test from its setup, not from ``request``: one asked for in
+    the test's body (``request.getfixturevalue``), after a whole session with a server of its own
+    ran inside the test, joins that test's failure report (not the inner test's)."""
+    pytester.makepyfile(
+        test_outer="""
+        import http.client
+
+        def test_outer(pytester, request):
+            pytester.makepyfile(test_inner="def test_inner(connfault_server):\\n    pass\\n")
+            pytester.runpytest().assert_outcomes(passed=1)
+            server = request.getfixturevalue("connfault_server")
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+            conn.request("GET", "/outer")
+            conn.getresponse().read()
+            conn.close()
+            assert False, "deliberate"
+        """
+    )
+    result = pytester.runpytest("-p", "pytester", "test_outer.py")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*- connfault ledger (http://127.0.0.1:*) -*", "+*ms  conn 1  request 1: GET /outer*"])
+
+
 def test_bad_backend_in_ini_is_a_usage_error(pytester: pytest.Pytester) -> None:
     """An unknown backend in the ini file stops the run with a message naming the choices."""
     pytester.makeini("[pytest]\nconnfault_backend = curio\n")
