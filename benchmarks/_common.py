@@ -33,7 +33,7 @@ class Config:
     fresh_tests: int = 30
     #: Rounds of the per-test comparison: each sample is a whole pytest run, whose start-up varies
     #: by a few hundred milliseconds on a shared machine, so it takes more rounds than the others.
-    pertest_rounds: int = 5
+    pertest_rounds: int = 7
     #: Requests on one connection for the memory measurement.
     memory_requests: int = 100_000
     backends: tuple[str, ...] = ("asyncio", "trio")
@@ -182,14 +182,22 @@ def interleaved(
 
     A sample that raises is left out and recorded in ``config.errors``; the others go on.
     """
-    results: dict[str, list[Any]] = {v: [] for v in variants}
+    return {v: [value for _, value in samples] for v, samples in by_round(config, variants, sample, rounds).items()}
+
+
+def by_round(
+    config: Config, variants: Sequence[str], sample: Callable[[str], Any], rounds: int | None = None
+) -> dict[str, list[tuple[int, Any]]]:
+    """:func:`interleaved`, each sample with the number of its round, so that a comparison can be
+    made within each round (a failed sample leaves its round out of the comparisons that need it)."""
+    results: dict[str, list[tuple[int, Any]]] = {v: [] for v in variants}
     count = config.rounds if rounds is None else rounds
     for number in range(count):
         shift = number % len(variants)
         for variant in list(variants[shift:]) + list(variants[:shift]):
             config.log(f"round {number + 1}/{count}: {variant}")
             try:
-                results[variant].append(sample(variant))
+                results[variant].append((number, sample(variant)))
             except Exception as exc:  # noqa: BLE001 - reported in the table's notes and the exit status
                 config.errors.append(f"{variant}, round {number + 1}: {str(exc).strip()[:2000]}")
                 config.log(f"FAILED: {variant}: {str(exc).strip()[-300:]}")

@@ -157,6 +157,20 @@ def test_generated_pytest_suites_pass_and_really_request(tmp_path: Path) -> None
     assert files["connfault-asyncio"][0].read_text().count("get(connfault_server.host") == 3
 
 
+def test_per_test_ratio_is_taken_within_each_round_so_a_drifting_machine_cancels_out() -> None:
+    """Round 1 ran on a machine a quarter slower: within each round connfault costs 0.8 of the shared
+    httpserver (both over that round's empty tests), and that is what each round reports, on wall and
+    CPU time alike. A round missing a sample, or whose shared httpserver came out no dearer than its
+    empty tests, is left out."""
+    rounds = {
+        "empty": [(0, (1.0, 0.9)), (1, (1.25, 1.1)), (2, (1.0, 0.9)), (3, (1.2, 1.0))],
+        "connfault-asyncio": [(0, (1.4, 1.3)), (1, (1.75, 1.5)), (3, (1.5, 1.3))],
+        "httpserver-shared": [(0, (1.5, 1.4)), (1, (1.875, 1.6)), (2, (1.5, 1.4)), (3, (1.1, 0.95))],
+    }
+    assert pertest.ratios_within_rounds(rounds, "connfault-asyncio", 0) == pytest.approx([0.8, 0.8])
+    assert pertest.ratios_within_rounds(rounds, "connfault-asyncio", 1) == pytest.approx([0.8, 0.8])
+
+
 def test_deep_size_counts_shared_objects_once() -> None:
     shared = b"x" * 1000
     assert memory.deep_size([shared, shared]) < memory.deep_size([shared, b"y" * 1000])
