@@ -204,6 +204,16 @@ def by_round(
     return results
 
 
+def ratios_within_rounds(ours: dict[int, float], theirs: dict[int, float]) -> list[float]:
+    """``ours / theirs`` in every round that has both (round number -> figure), in round order.
+
+    A comparison's figure is the median of these rather than the ratio of two medians taken across
+    rounds: this machine's speed drifts by up to a quarter over minutes, which moves the samples of
+    one round alike and cancels out of that round's own ratio.
+    """
+    return [ours[number] / theirs[number] for number in sorted(ours.keys() & theirs.keys()) if theirs[number] > 0]
+
+
 def rss_kb() -> int:
     """This process's resident set size, in KiB (Linux)."""
     with open("/proc/self/status") as status:

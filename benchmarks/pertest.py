@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import Config, Section, by_round, interleaved, median, spread, worker_env
+from ._common import Config, Section, by_round, interleaved, median, ratios_within_rounds, spread, worker_env
 
 CLIENT = '''\
 import http.client
@@ -164,22 +164,17 @@ def run_pytest(directory: Path, path: Path, args: list[str], timeout: float = 30
     return wall, cpu, json.loads(warmup.read_text())
 
 
-def ratios_within_rounds(rounds: dict[str, list[tuple[int, Any]]], variant: str, which: int) -> list[float]:
+def cost_ratios(rounds: dict[str, list[tuple[int, Any]]], variant: str, which: int) -> list[float]:
     """Each round's own ratio of ``variant``'s cost per test to the shared httpserver's, both over
     that round's empty tests (``which``: 0 wall time, 1 CPU time). Rounds missing one of the three
     samples are left out, and so is a round whose shared httpserver came out no dearer than its
     empty tests (noise so large that its ratio means nothing)."""
 
-    def of(name: str) -> dict[int, float]:
-        return {number: sample[which] for number, sample in rounds[name]}
+    def over_empty(name: str) -> dict[int, float]:
+        empty = {number: sample[which] for number, sample in rounds["empty"]}
+        return {number: sample[which] - empty[number] for number, sample in rounds[name] if number in empty}
 
-    ours, empty, shared = of(variant), of("empty"), of("httpserver-shared")
-    ratios = []
-    for number in sorted(ours.keys() & empty.keys() & shared.keys()):
-        theirs = shared[number] - empty[number]
-        if theirs > 0:
-            ratios.append((ours[number] - empty[number]) / theirs)
-    return ratios
+    return ratios_within_rounds(over_empty(variant), over_empty("httpserver-shared"))
 
 
 def run(config: Config) -> Section:
@@ -230,7 +225,7 @@ def run(config: Config) -> Section:
         cpu, shared_cpu = median(per_test(variant, cpus)), median(per_test("httpserver-shared", cpus))
         for label, which, ours, theirs, unit in (("ratio to shared httpserver", 0, cost, shared, "ms"),
                                                  ("the same by CPU time", 1, cpu, shared_cpu, "ms CPU")):
-            ratios = ratios_within_rounds(rounds, variant, which)
+            ratios = cost_ratios(rounds, variant, which)
             ratio = median(ratios)
             medians = f"the medians: {ours * 1000:.2f} / {theirs * 1000:.2f} {unit} = {ours / theirs:.3f}"
             if ratios:

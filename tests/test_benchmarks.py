@@ -167,8 +167,8 @@ def test_per_test_ratio_is_taken_within_each_round_so_a_drifting_machine_cancels
         "connfault-asyncio": [(0, (1.4, 1.3)), (1, (1.75, 1.5)), (3, (1.5, 1.3))],
         "httpserver-shared": [(0, (1.5, 1.4)), (1, (1.875, 1.6)), (2, (1.5, 1.4)), (3, (1.1, 0.95))],
     }
-    assert pertest.ratios_within_rounds(rounds, "connfault-asyncio", 0) == pytest.approx([0.8, 0.8])
-    assert pertest.ratios_within_rounds(rounds, "connfault-asyncio", 1) == pytest.approx([0.8, 0.8])
+    assert pertest.cost_ratios(rounds, "connfault-asyncio", 0) == pytest.approx([0.8, 0.8])
+    assert pertest.cost_ratios(rounds, "connfault-asyncio", 1) == pytest.approx([0.8, 0.8])
 
 
 def test_deep_size_counts_shared_objects_once() -> None:
