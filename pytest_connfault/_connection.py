@@ -280,7 +280,13 @@ class ConnectionLoop(LateReads):
                 handle = self._take("idle", last, idle_for=threshold)
                 if handle is not None:
                     return handle
-        await self.wire.wait_readable(None if self.state.tls else self._serve_inline)
+        if self.state.tls:
+            await self.wire.wait_readable()
+            return None
+        if len(self.state.requests) >= 2:
+            # A connection that keeps serving: on trio, the poller from now on (see the method).
+            self.wire.wait_through_poller()
+        await self.wire.wait_readable(self._serve_inline)
         return None
 
     def _serve_inline(self) -> bool:

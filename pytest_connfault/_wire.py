@@ -11,7 +11,8 @@ lets the commands close a socket and wake its connection loop in one step, and l
 On trio, a server's lone connection waits through trio itself (``own_waits``): there a wake
 through the poller costs a second scheduler batch (trio wakes the poller's task, which wakes the
 connection's), some 40-90 µs per connection, while the poller pays off for crowds (a command's
-hundred wake-ups are plain values instead of a hundred exceptions).
+hundred wake-ups are plain values instead of a hundred exceptions) and for a connection that
+serves request after request (served on the spot: ``wait_through_poller``).
 """
 
 from __future__ import annotations
@@ -196,6 +197,18 @@ class Wire:
             else:
                 self._writer = None
         return _READY
+
+    def wait_through_poller(self) -> None:
+        """On trio, move a lone connection's waits onto the poller from now on (loop thread, between
+        waits; a no-op otherwise).
+
+        Asked once a connection has served two requests: one that serves more is worth the poller,
+        which serves a plain keep-alive request on the spot without waking the connection's task.
+        One that serves a request or two and ends (most tests) keeps trio's own waits: its end
+        through the poller would cost a second scheduler batch, some 60 µs of the loop's time.
+        """
+        if self._poller is None and self._loop is None and self._reader is None and self._writer is None:
+            self._poller = trio_poller()
 
     def wake(self) -> None:
         """Interrupt a pending read wait with :class:`WireWoken` (on the loop thread)."""

@@ -7,8 +7,9 @@ everything else is handed to the task intact: pipelined bytes, an answer bigger 
 takes at once, ``Connection: close``, a malformed request, the client's FIN or reset, a fault
 armed between requests, and a bug in the shortcut itself.
 
-On trio a server's lone connection waits through trio itself, not the poller, so there the tested
-connection is opened beside another one (the crowd waits through the poller).
+On trio a server's lone connection waits for its first request through trio itself, not the
+poller, so there the tested connection is opened beside another one (the crowd waits through the
+poller); a lone one moves to the poller once it has served two requests (the last test).
 """
 
 from __future__ import annotations
@@ -230,3 +231,21 @@ def test_a_bug_on_the_spot_is_reported_and_the_task_still_serves(
             assert client.request().status == 200
             assert client.request().status == 200, "the request the shortcut failed on was not served"
         assert any("a bug in the shortcut" in error for error in server.errors)
+
+
+def test_on_trio_a_lone_connection_is_served_on_the_spot_from_its_third_request(
+    connfault_server_factory: ServerFactory, spot: Spot
+) -> None:
+    """Its first two requests are served by its task (waiting through trio itself: cheapest for a
+    test's request or two, and the connection's end); then it waits through the poller, and the
+    rest are served on the spot."""
+    server = connfault_server_factory(backend="trio")
+    with RawClient(server) as client:
+        for number in range(1, 6):
+            assert client.request("GET", f"/n/{number}").status == 200
+    connection = server.wait_connections_ended(1)[0]
+    assert spot.targets == ["/n/3", "/n/4", "/n/5"], (
+        f"a lone trio connection's requests after the second were not served on the spot: {spot}"
+    )
+    assert [r.target for r in connection.requests] == [f"/n/{n}" for n in range(1, 6)]
+    assert connection.ended_by is EndedBy.CLIENT_FIN
