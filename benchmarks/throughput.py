@@ -247,11 +247,9 @@ def run(config: Config) -> Section:
     rounds = by_round(config, variants, one)
     results = {variant: [sample for _, sample in samples] for variant, samples in rounds.items()}
     for client, conns in clients:
-        rates, per_round = {}, {}
-        for server in SERVERS:
-            samples = results[f"{server}|{client}|{conns}"]
-            rates[server] = [s["requests"] / s["elapsed"] for s in samples]
-            per_round[server] = {n: s["requests"] / s["elapsed"] for n, s in rounds[f"{server}|{client}|{conns}"]}
+        per_round = {server: {n: s["requests"] / s["elapsed"] for n, s in rounds[f"{server}|{client}|{conns}"]}
+                     for server in SERVERS}
+        rates = {server: list(per_round[server].values()) for server in SERVERS}
         floor, werkzeug = median(rates["floor"]), median(rates["pytest-httpserver"])
         setup = f"{client}, {conns} conn{'s' if conns > 1 else ''}"
         for server in SERVERS:
