@@ -33,10 +33,10 @@ import h11
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
 from ._late_reads import LateReads
-from ._ledger import ConnectionState, EndedBy, Outcome, Request
+from ._ledger import ConnectionState, EndedBy, Outcome, Request, path_of
 from ._quick_parse import QuickRequest, quick_parse
 from ._request_checks import request_headers, unacceptable_head
-from ._responses import Rendered, Response, asks_close, handler_error_response, render
+from ._responses import Rendered, Response, handler_error_response, keeps_alive, render
 from ._tls_wire import serve_handshake
 from ._wire import RECEIVE_SIZE, Wire, WireWoken
 
@@ -330,15 +330,13 @@ class ConnectionLoop(LateReads):
         quick = quick_parse(data)
         if (
             quick is None
-            or quick.version != "1.1"
             or unacceptable_head(quick.method, quick.target, quick.headers, quick.version, core.options)
             is not None
         ):
             self.pending = data
             return False
-        path = quick.target.partition("?")[0]
-        response = core.routes.canned(quick.method, path)
-        if response.close or asks_close(quick.headers):
+        response = core.routes.canned(quick.method, path_of(quick.target))
+        if not keeps_alive(response, quick.version, quick.headers):
             self.pending = data
             return False
         request = self._add_quick(quick)

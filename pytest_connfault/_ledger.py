@@ -68,6 +68,11 @@ class Outcome:
 PENDING = Outcome("pending")
 
 
+def path_of(target: str) -> str:
+    """A request target without its query string."""
+    return target.split("?", 1)[0]
+
+
 @dataclass(frozen=True)
 class Request:
     """One request as the server read it.
@@ -94,7 +99,7 @@ class Request:
     @property
     def path(self) -> str:
         """The target without its query string."""
-        return self.target.split("?", 1)[0]
+        return path_of(self.target)
 
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``default``."""

@@ -134,7 +134,7 @@ class Rendered:
 
 def render(response: Response, request: Request) -> Rendered:
     """Turn ``response`` into the bytes that answer ``request``."""
-    keep_alive = not response.close and request.http_version == "1.1" and not asks_close(request.headers)
+    keep_alive = keeps_alive(response, request.http_version, request.headers)
     head = response._head
     if not keep_alive and not response.close:
         head = head[:-2] + b"Connection: close\r\n\r\n"
@@ -146,8 +146,13 @@ def render(response: Response, request: Request) -> Rendered:
     return Rendered(head, b"".join(response.pieces), b"", response.status, keep_alive)
 
 
-def asks_close(headers: Sequence[tuple[str, str]]) -> bool:
-    """Whether request ``headers`` say ``Connection: close``."""
+def keeps_alive(response: Response, version: str, headers: Sequence[tuple[str, str]]) -> bool:
+    """Whether answering a request (its HTTP ``version`` and ``headers``) with ``response`` leaves
+    the connection open for the next one."""
+    return not response.close and version == "1.1" and not _asks_close(headers)
+
+
+def _asks_close(headers: Sequence[tuple[str, str]]) -> bool:
     return any(name.lower() == "connection" and "close" in value.lower() for name, value in headers)
 
 

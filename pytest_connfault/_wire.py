@@ -205,7 +205,7 @@ class Wire:
         Asked once a connection has served two requests: one that serves more is worth the poller,
         which serves a plain keep-alive request on the spot without waking the connection's task.
         One that serves a request or two and ends (most tests) keeps trio's own waits: its end
-        through the poller would cost a second scheduler batch, some 60 µs of the loop's time.
+        through the poller would cost a second scheduler batch (see the module's docstring).
         """
         if self._poller is None and self._loop is None and self._reader is None and self._writer is None:
             self._poller = trio_poller()
