@@ -33,7 +33,7 @@ import h11
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
 from ._late_reads import LateReads
-from ._ledger import ConnectionState, EndedBy, Outcome, Request, path_of
+from ._ledger import ConnectionState, EndedBy, Outcome, Request, path_of, responded
 from ._quick_parse import QuickRequest, quick_parse
 from ._request_checks import request_headers, unacceptable_head
 from ._responses import Rendered, Response, handler_error_response, keeps_alive, render
@@ -339,10 +339,8 @@ class ConnectionLoop(LateReads):
         if not keeps_alive(response, quick.version, quick.headers):
             self.pending = data
             return False
-        request = self._add_quick(quick)
-        rendered = render(response, request)
-        self._complete(request, rendered.status, True)
-        out = rendered.wire
+        request = self._add_answered(quick, response.status)
+        out = render(response, request).wire
         sent = wire.try_send(out)
         if sent < len(out):
             self._unsent = out[sent:]
@@ -461,6 +459,27 @@ class ConnectionLoop(LateReads):
                 self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
             )
 
+    def _add_answered(self, quick: QuickRequest, status: int) -> Request:
+        """On the spot: record a plain request already answered with ``status``, and the
+        connection idle again (unless more came with it), in one step: what ``_add_quick`` then
+        ``_complete`` do, with no pending record in between, as nothing else runs meanwhile."""
+        core = self.core
+        self.pending = quick.rest
+        with core.lock:
+            request = core.ledger.add_request(
+                self.state,
+                quick.method,
+                quick.target,
+                quick.headers,
+                quick.body,
+                now(),
+                quick.version,
+                responded(status),
+            )
+            self.state.phase = "busy" if self.pending else "idle"
+        self.idle_since = core.clock()
+        return request
+
     def _record_cut_short(
         self, method: str, target: str, headers: tuple[tuple[str, str], ...], body: bytes
     ) -> None:
@@ -550,7 +569,7 @@ class ConnectionLoop(LateReads):
     def _complete(self, request: Request, status: int, keep_alive: bool) -> None:
         """Settle the request and mark the connection idle: called right before the last send."""
         with self.core.lock:
-            self._settle(request, Outcome("responded", status=status))
+            self._settle(request, responded(status))
             # Idle means waiting for a request: not so when the next one is already buffered
             # (pipelined); it stays busy, so the *_idle() commands leave it alone.
             if keep_alive and not self._leftover():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +67,12 @@ class Outcome:
 
 
 PENDING = Outcome("pending")
+
+
+@functools.cache
+def responded(status: int) -> Outcome:
+    """The outcome of a request answered with ``status`` (one shared record per status)."""
+    return Outcome("responded", status=status)
 
 
 def path_of(target: str) -> str:

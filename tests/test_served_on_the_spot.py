@@ -30,12 +30,14 @@ ServerFactory = Callable[..., FaultServer]
 @dataclass
 class Spot:
     """What ``_serve_plain`` did: requests answered on the spot, hand-overs to the task, and
-    hand-overs that left part of an answer for the task to send."""
+    hand-overs that left part of an answer for the task to send; and the connection's phase as
+    each call that answered a request left it, by that request's target."""
 
     served: int = 0
     handed: int = 0
     partial: int = 0
     targets: list[str] = field(default_factory=list)
+    phase_after: dict[str, str] = field(default_factory=dict)
 
 
 @pytest.fixture
@@ -46,7 +48,9 @@ def spot(monkeypatch: pytest.MonkeyPatch) -> Spot:
     def counted(loop: ConnectionLoop) -> bool:
         before = len(loop.state.requests)
         result = original(loop)
-        record.targets += [r.target for r in loop.state.requests[before:]]
+        answered = [r.target for r in loop.state.requests[before:]]
+        record.targets += answered
+        record.phase_after.update(dict.fromkeys(answered, loop.state.phase))
         if result:
             record.served += 1
         else:
@@ -121,6 +125,10 @@ def test_pipelined_requests_are_all_answered_in_order(server: FaultServer, spot:
         assert client.read_reply().body == b"B"
         assert client.request().status == 200, "the connection did not go back to waiting after the pipeline"
     assert [r.target for r in server.connection(id_under_test(server)).requests] == ["/", "/a", "/b", "/"]
+    # /a was answered on the spot with /b already buffered: the connection is not idle then (the
+    # *_idle commands must leave it alone), and the task takes /b.
+    left = spot.phase_after.get("/a")
+    assert left == "busy", f"/a answered on the spot with /b waiting left the connection {left!r}, not busy"
 
 
 def test_an_answer_bigger_than_the_kernel_takes_at_once_is_finished_by_the_task(
