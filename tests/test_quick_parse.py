@@ -293,6 +293,8 @@ LEFT_TO_H11 = {
     "hexadecimal Content-Length": (request(b"Host: x", b"Content-Length: 0x2", body=b"hi"), REFUSES),
     "empty Content-Length": (request(b"Host: x", b"Content-Length:"), REFUSES),
     "non-ASCII digit in Content-Length": (request(b"Host: x", b"Content-Length: \xd9\xa3"), REFUSES),
+    # Byte B2 decoded latin-1 is "²": a digit to str.isdigit(), not to int() nor to h11.
+    "superscript two in Content-Length": (request(b"Host: x", b"Content-Length: \xb2"), REFUSES),
     "obs-fold continuation line": (request(b"Host: x", b"X-Long: first", b"  second"), ACCEPTS),
     "obs-fold before any header": (request(b" folded", b"Host: x"), REFUSES),
     "bare LF line endings": (request(b"Host: x", eol=b"\n"), ACCEPTS),
