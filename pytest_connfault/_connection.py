@@ -33,7 +33,7 @@ import h11
 from ._errors import ConnfaultError
 from ._faults import FaultFiring, FaultHandle, now
 from ._late_reads import LateReads
-from ._ledger import ConnectionState, EndedBy, Outcome, Request, path_of, responded
+from ._ledger import PENDING, ConnectionState, EndedBy, Outcome, Request, path_of, responded
 from ._quick_parse import QuickRequest, quick_parse
 from ._request_checks import request_headers, unacceptable_head
 from ._responses import Rendered, Response, handler_error_response, keeps_alive, render
@@ -339,7 +339,7 @@ class ConnectionLoop(LateReads):
         if not keeps_alive(response, quick.version, quick.headers):
             self.pending = data
             return False
-        request = self._add_answered(quick, response.status)
+        request = self._add_quick(quick, answered=response.status)
         out = render(response, request).wire
         sent = wire.try_send(out)
         if sent < len(out):
@@ -450,22 +450,17 @@ class ConnectionLoop(LateReads):
             return None
         return self._add_quick(quick)
 
-    def _add_quick(self, quick: QuickRequest) -> Request:
-        """Record a request ``quick_parse`` read whole (its checks passed); what follows it is pending."""
-        self.pending = quick.rest
-        with self.core.lock:
-            self.state.phase = "busy"
-            return self.core.ledger.add_request(
-                self.state, quick.method, quick.target, quick.headers, quick.body, now(), quick.version
-            )
+    def _add_quick(self, quick: QuickRequest, answered: int | None = None) -> Request:
+        """Record a request ``quick_parse`` read whole (its checks passed); what follows it is pending.
 
-    def _add_answered(self, quick: QuickRequest, status: int) -> Request:
-        """On the spot: record a plain request already answered with ``status``, and the
-        connection idle again (unless more came with it), in one step: what ``_add_quick`` then
-        ``_complete`` do, with no pending record in between, as nothing else runs meanwhile."""
+        ``answered``: served on the spot, the status it is answered with. It is then recorded
+        answered, and the connection idle again unless more came with it, in this one step: what
+        ``_complete`` does later on the task's path (on the spot nothing else runs in between).
+        """
         core = self.core
         self.pending = quick.rest
         with core.lock:
+            self.state.phase = "busy" if answered is None or self.pending else "idle"
             request = core.ledger.add_request(
                 self.state,
                 quick.method,
@@ -474,10 +469,10 @@ class ConnectionLoop(LateReads):
                 quick.body,
                 now(),
                 quick.version,
-                responded(status),
+                PENDING if answered is None else responded(answered),
             )
-            self.state.phase = "busy" if self.pending else "idle"
-        self.idle_since = core.clock()
+        if answered is not None:
+            self.idle_since = core.clock()
         return request
 
     def _record_cut_short(
